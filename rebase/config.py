@@ -1,0 +1,270 @@
+"""Experiment config: YAML -> validated pydantic models, with `--set a.b=v` overrides.
+
+Every component gets its own parameter object with each field documented; unknown keys, wrong
+types and unknown registry names are a BadInput naming the file and the key (CLI exit 2).
+Only `yaml.safe_load` is used. Strategy-specific options (e.g. `balance_temperature`) are
+validated by the strategy's own `Params` model (strategies/*.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator
+
+from rebase.errors import BadInput
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=False)
+
+
+class ModelConfig(Strict):
+    """A policy model."""
+
+    name: str  # label in records and plots
+    path: str  # HF hub id, local directory, or the served model name (openai backend)
+    backend: str = "transformers"  # transformers | vllm | openai
+    gguf_file: Optional[str] = None  # a GGUF file inside `path` (transformers dequantizes it)
+    dtype: str = "auto"  # auto | float32 | bfloat16 | float16
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    chat_template: Optional[bool] = None  # None: use the tokenizer's chat template if it has one
+    trust_remote_code: bool = False  # off unless the config says so
+    batch_tokens: PositiveInt = 65536  # transformers: max tokens (prompt + new) per forward batch
+    kv_cache_bytes: PositiveInt = 2 * 1024**3  # transformers: prefix KV cache memory bound
+    prefix_reuse: bool = True  # transformers: children reuse their parent's KV cache
+    base_url: Optional[str] = None  # openai backend: e.g. http://127.0.0.1:8000/v1
+    api_key_env: Optional[str] = None  # openai backend: env var holding the key (never recorded)
+    max_concurrency: PositiveInt = 16  # openai backend: in-flight requests
+    max_retries: int = Field(3, ge=0)  # openai backend: retries on 429 / 5xx / timeout
+    timeout_s: float = Field(120.0, gt=0)  # openai backend: per-request timeout
+    engine_args: dict[str, Any] = Field(default_factory=dict)  # vllm: extra vllm.LLM(...) arguments
+    params: Optional[int] = None  # parameter count override (e.g. for served models)
+
+    @field_validator("backend")
+    @classmethod
+    def _backend(cls, v: str) -> str:
+        from rebase.registry import BACKENDS
+
+        BACKENDS.check(v)
+        return v
+
+
+class PRMConfig(Strict):
+    """A process reward model; `family` picks the adapter (reward_models/)."""
+
+    family: str  # step_tag | mean_logit | token_classify | judge | a registered class
+    path: str
+    name: Optional[str] = None
+    gguf_file: Optional[str] = None
+    tag: Optional[str] = None  # step_tag / mean_logit: the step tag string, e.g. " ки"
+    good: Optional[str] = None  # step_tag: good label token, e.g. "+"; judge: "Yes"
+    bad: Optional[str] = None  # step_tag: bad label token, e.g. "-"; judge: "No"
+    separator: Optional[str] = None  # token_classify: the step separator, e.g. "<extra_0>"
+    positive_label: int = 1  # token_classify: index of the "correct" class
+    judge_prompt: Optional[str] = None  # judge: template with {question}, {steps}, {step}
+    system: Optional[str] = None  # token_classify / judge: system prompt for chat templates
+    chat_template: Optional[bool] = None
+    dtype: str = "auto"
+    device: str = "auto"
+    trust_remote_code: bool = False
+    batch_tokens: PositiveInt = 65536
+    on_error: Literal["raise", "default"] = "raise"  # a failed score: raise, or use default_score
+    default_score: float = 0.0
+
+    @field_validator("family")
+    @classmethod
+    def _family(cls, v: str) -> str:
+        from rebase.registry import PRM_FAMILIES
+
+        PRM_FAMILIES.check(v)
+        return v
+
+
+class DatasetConfig(Strict):
+    name: str  # gsm8k | math500 | math | arith
+    path: Optional[str] = None  # local JSONL instead of the hub
+    split: str = "test"
+    limit: Optional[PositiveInt] = None  # first k problems (after `sample`)
+    sample: Optional[PositiveInt] = None  # a seeded random subset of this size
+    sample_seed: int = 0
+    levels: Optional[list[int]] = None  # keep only these difficulty levels
+    size: PositiveInt = 500  # arith: how many problems to generate
+    seed: int = 0  # arith: generator seed
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        from rebase.registry import DATASETS
+
+        DATASETS.check(v)
+        return v
+
+
+class PromptConfig(Strict):
+    """How a problem becomes a prompt; defaults come from the dataset (eval/prompts.py)."""
+
+    style: Optional[Literal["instruction", "few_shot"]] = None
+    system: Optional[str] = None
+    instruction: Optional[str] = None  # text before the question; {question} placeholder allowed
+    step_delimiter: Optional[str] = None  # stop string between steps, e.g. "\n\n"
+    answer_marker: Optional[str] = None  # e.g. "The answer is" or "\\boxed"
+    chat_template: Optional[bool] = None  # None: use it when the model has one
+    n_shots: int = Field(4, ge=0)
+
+
+class StrategyConfig(BaseModel):
+    """One strategy entry; extra keys are the strategy's own Params (validated there)."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str
+    budgets: list[PositiveInt] = Field(default_factory=lambda: [1])
+    aggregator: Optional[str] = None  # override the strategy's default aggregator
+    aggregators: Optional[list[str]] = None  # several aggregators over the same candidates
+    reduction: Literal["last", "min", "prod", "mean"] = "last"  # step-score reduction for voting
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        from rebase.registry import STRATEGIES
+
+        STRATEGIES.check(v)
+        return v
+
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class SamplingConfig(Strict):
+    temperature: float = Field(1.0, ge=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+    max_step_tokens: PositiveInt = 256
+    max_tokens: PositiveInt = 1024  # cumulative cap per solution (a true cap)
+    max_depth: PositiveInt = 25
+
+
+class RunConfig(Strict):
+    """Top-level config; the key names here are the contract (DESIGN.md)."""
+
+    models: list[ModelConfig] = Field(min_length=1)
+    prm: Optional[PRMConfig] = None
+    dataset: DatasetConfig
+    prompt: PromptConfig = Field(default_factory=PromptConfig)
+    strategies: list[StrategyConfig] = Field(min_length=1)
+    seeds: list[int] = Field(default_factory=lambda: [0])
+    sampling: SamplingConfig = Field(default_factory=SamplingConfig)
+    batch_problems: PositiveInt = 16  # problems searched together (one generate call per round)
+    flops_view: Literal["paper", "policy", "total"] = "total"  # the report's x-axis
+    save_trees: bool = True
+    sample_reuse: bool = True  # N-sample strategies share one pool per (model, problem, seed)
+    include_truncated: bool = False  # whether truncated solutions vote
+    output: Optional[str] = None  # default output directory
+
+
+def _set_dotted(d: dict[str, Any], key: str, value: Any) -> None:
+    parts = key.split(".")
+    cur: Any = d
+    for i, p in enumerate(parts[:-1]):
+        nxt = parts[i + 1]
+        if isinstance(cur, list):
+            if not p.isdigit() or int(p) >= len(cur):
+                raise BadInput(f"--set {key}: '{p}' is not an index of the list at '{'.'.join(parts[:i])}'")
+            cur = cur[int(p)]
+        else:
+            if p not in cur or cur[p] is None:
+                cur[p] = [] if nxt.isdigit() else {}
+            cur = cur[p]
+    last = parts[-1]
+    if isinstance(cur, list):
+        if not last.isdigit() or int(last) >= len(cur):
+            raise BadInput(f"--set {key}: '{last}' is not an index of the list")
+        cur[int(last)] = value
+    else:
+        cur[last] = value
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """`--set a.b=v`: v is parsed as YAML (so 0.2, [1, 4], true, null work)."""
+    for item in overrides or []:
+        if "=" not in item:
+            raise BadInput(f"--set '{item}': expected key=value")
+        key, _, val = item.partition("=")
+        try:
+            value = yaml.safe_load(val) if val.strip() else ""
+        except yaml.YAMLError:
+            value = val
+        _set_dotted(raw, key.strip(), value)
+    return raw
+
+
+def _format_error(source: str, err: ValidationError) -> str:
+    e = err.errors()[0]
+    loc = ".".join(str(x) for x in e["loc"]) or "(top level)"
+    msg = e["msg"]
+    if e["type"] == "extra_forbidden":
+        msg = "unknown key"
+    elif msg.startswith("Value error, "):
+        msg = msg[len("Value error, "):]
+    more = f" (and {len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
+    return f"{source}: {loc}: {msg}{more}"
+
+
+def load_config(path: str | Path | None, overrides: list[str] | None = None, raw: dict | None = None) -> RunConfig:
+    """Read, override and validate a config; every problem is a one-line BadInput."""
+    source = str(path) if path is not None else "<config>"
+    if raw is None:
+        p = Path(path)  # type: ignore[arg-type]
+        if not p.is_file():
+            raise BadInput(f"{source}: config file not found")
+        try:
+            text = p.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise BadInput(f"{source}: not UTF-8 text") from None
+        try:
+            raw = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            where = f" line {mark.line + 1}" if mark else ""
+            raise BadInput(f"{source}:{where}: malformed YAML ({getattr(e, 'problem', None) or e})") from None
+    if not isinstance(raw, dict):
+        raise BadInput(f"{source}: expected a mapping of keys at the top level")
+    raw = apply_overrides(raw, overrides or [])
+    try:
+        cfg = RunConfig.model_validate(raw)
+    except ValidationError as err:
+        raise BadInput(_format_error(source, err)) from None
+    _check_semantics(source, cfg)
+    return cfg
+
+
+def _check_semantics(source: str, cfg: RunConfig) -> None:
+    """Cross-field checks pydantic cannot express locally."""
+    from rebase.registry import AGGREGATORS, STRATEGIES
+
+    names = [m.name for m in cfg.models]
+    if len(set(names)) != len(names):
+        raise BadInput(f"{source}: models: duplicate model name")
+    for i, s in enumerate(cfg.strategies):
+        cls = STRATEGIES.get(s.name)
+        for a in ([s.aggregator] if s.aggregator else []) + (s.aggregators or []):
+            try:
+                AGGREGATORS.check(a)
+            except BadInput as e:
+                raise BadInput(f"{source}: strategies.{i}.aggregator: {e}") from None
+        try:
+            cls.Params.model_validate(s.options())
+        except ValidationError as err:
+            raise BadInput(_format_error(f"{source}: strategies.{i}", err)) from None
+        if getattr(cls, "needs_prm", False) and cfg.prm is None:
+            raise BadInput(f"{source}: strategies.{i}: '{s.name}' needs a 'prm' section")
+        if s.name == "greedy" and any(b != 1 for b in s.budgets):
+            raise BadInput(f"{source}: strategies.{i}.budgets: greedy takes budget 1 only")
+
+
+def config_hash(cfg: RunConfig) -> str:
+    blob = json.dumps(cfg.model_dump(mode="json"), sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]

@@ -1,0 +1,44 @@
+"""Shared pytest fixtures: one torch thread, shared data paths, tiny local models built once per session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+os.environ.setdefault("VLLM_HOST_IP", "127.0.0.1")
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+
+
+def pytest_configure(config):
+    import torch
+
+    torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    return DATA
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory) -> Path:
+    """A folder with a tokenizer and tiny random models: llama/ (chat template), qwen2/ (no chat
+    template), prm_llama/ (a step_tag-capable causal LM), tokclf/ (token classification head)."""
+    from tiny_models import build_model, build_tokenizer
+
+    root = tmp_path_factory.mktemp("tiny")
+    build_tokenizer(root / "tok", DATA)
+    build_model(root / "llama", root / "tok", "llama", seed=0)
+    build_model(root / "qwen2", root / "tok", "qwen2", seed=1, chat=False)
+    build_model(root / "prm_llama", root / "tok", "llama", seed=2, hidden=128, layers=1)
+    build_model(root / "tokclf", root / "tok", "qwen2", seed=3, layers=1, num_labels=2)
+    return root
