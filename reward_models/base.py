@@ -40,3 +40,10 @@ class PRM(Protocol):
     def score(self, requests: list[ScoreRequest]) -> list[ScoreResult]:
         """One ScoreResult per request, each with exactly len(request.steps) finite scores."""
         ...
+
+
+def step_tag_text(question: str, steps: list[str], tag: str) -> str:
+    """The Math-Shepherd input layout shared by `step_tag` and `mean_logit` (and by the demo PRM's
+    training data): "{question} {step 1}{tag}\\n{step 2}{tag}\\n...{step k}{tag}". A score is read
+    at each tag token's position."""
+    return question.strip() + " " + "\n".join(s.strip() + tag for s in steps)

@@ -1,0 +1,37 @@
+"""The record contract: one JSON line per model x dataset x problem x strategy x aggregator x
+budget x seed in DIR/results.jsonl (DESIGN.md lists the required fields; we add a few).
+
+`correct` is a float: 0/1 for a single search, the mean over random k-subsets when a budget is
+derived from a larger shared sample pool (eval/pool.py); token and FLOP fields are then the
+subset means too. `error` is null, or the reason a problem failed (the report lists failures).
+"""
+
+from __future__ import annotations
+
+KEY_FIELDS = ("model", "dataset", "problem_id", "strategy", "aggregator", "budget", "seed")
+
+FIELDS = KEY_FIELDS + (
+    "model_params",  # total policy parameters (for compute-optimal model size)
+    "level",  # difficulty level or null
+    "reduction",  # step-score reduction used by the aggregator
+    "answer",
+    "gold",
+    "correct",
+    "n_candidates",
+    "n_finished",
+    "n_truncated",
+    "policy_prompt_tokens",
+    "policy_cached_tokens",
+    "policy_generated_tokens",
+    "prm_tokens",
+    "flops_paper",
+    "flops_policy",
+    "flops_total",
+    "wall_s",
+    "subsets",  # number of k-subsets averaged (1 for a direct search)
+    "error",
+)
+
+
+def record_key(rec: dict) -> tuple:
+    return tuple(rec[k] for k in KEY_FIELDS)
