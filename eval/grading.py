@@ -1,0 +1,216 @@
+"""Answer extraction, grading and vote keys for every dataset.
+
+Why: every finished candidate of every search needs its answer pulled out of free text, compared
+with the gold answer, and grouped with equivalent answers for voting. One module owns all three so
+that "valid", "correct" and "the same answer" mean the same thing everywhere.
+
+- `extract_answer(text, dataset)`: gsm8k / arith ("numeric" datasets) take the first number after
+  the LAST "The answer is" (case-insensitive); failing that, the last \\boxed{...}; failing that the
+  number after the last "####" (the GSM8K reference format). There is deliberately no "last number
+  in the text" fallback: it would turn truncated or rambling outputs into votes. math / math500 take
+  the content of the last \\boxed{...} (or \\fbox{...}), balanced braces. None = nothing extractable:
+  the candidate is invalid and never wins a vote.
+- `grade(answer, gold, dataset)`: numeric datasets compare numbers (relative tolerance 1e-6);
+  MATH-style datasets try an exact canonical-string match first, then math-verify
+  (`verify(parse(gold), parse(answer))`, both wrapped as "$\\boxed{...}$"). Never raises.
+- `answer_key(answer, dataset)`: the canonical string equivalent answers share ("$1,000.00" and
+  "1000"; "\\dfrac{1}{2}" and "\\frac12").
+
+    from eval.grading import extract_answer, grade
+    ans = extract_answer("... so 3 + 4 = 7.\\nThe answer is 7.", "gsm8k")   # "7"
+    grade(ans, "7", "gsm8k")                                                 # True
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import re
+import threading
+from decimal import Decimal, InvalidOperation
+from fractions import Fraction
+from typing import Any, Optional
+
+NUMERIC_DATASETS = frozenset({"gsm8k", "arith"})
+REL_TOL = 1e-6
+VERIFY_TIMEOUT_S = 5  # math-verify's own signal-based limit per parse / comparison
+
+_ANSWER_IS = re.compile(r"the\s+answer\s+is", re.IGNORECASE)
+# A number as people write it: optional sign and "$", thousands commas, decimals, an optional
+# "/denominator". Thousands groups must be exactly 3 digits so "3,4" stays two numbers.
+_NUMBER = re.compile(r"(?<![\w.])[-\u2212]?\s?\$?\s?(?:\d{1,3}(?:,\d{3})+|\d+)?(?:\.\d+)?(?:\s?/\s?\d+)?")
+_LATEX_FRAC = re.compile(r"^\\[dt]?frac\{(-?\d+)\}\{(-?\d+)\}$")
+
+
+def last_boxed(text: str) -> Optional[str]:
+    """Content of the last \\boxed{...} or \\fbox{...} (balanced braces), or of a brace-less
+    "\\boxed 5"; None when there is none or its braces never close."""
+    if not isinstance(text, str):
+        return None
+    start = max(text.rfind("\\boxed"), text.rfind("\\fbox"))
+    if start < 0:
+        return None
+    i = start + (len("\\boxed") if text.startswith("\\boxed", start) else len("\\fbox"))
+    if i < len(text) and text[i] == " ":  # "\boxed 5": the token up to the next space or "$"
+        m = re.match(r" +([^\s$]+)", text[i:])
+        return m.group(1) if m else None
+    if i >= len(text) or text[i] != "{":
+        return None
+    depth = 0
+    for j in range(i, len(text)):
+        if text[j] == "{":
+            depth += 1
+        elif text[j] == "}":
+            depth -= 1
+            if depth == 0:
+                return text[i + 1 : j].strip()
+    return None
+
+
+def normalize_number(s: str) -> Optional[str]:
+    """"$1,000.00" -> "1000", "18.0" -> "18", "−3" -> "-3", "6/8" -> "3/4", "50%" -> "50";
+    None when `s` is not a single number."""
+    if not isinstance(s, str):
+        return None
+    t = s.strip().rstrip(".").replace("\u2212", "-").replace("$", "").replace(",", "")
+    t = re.sub(r"\\%|%|\\!|\\,|\\ |\s", "", t)
+    t = t.replace("\\text{}", "")
+    m = _LATEX_FRAC.match(t)
+    if m:
+        t = f"{m.group(1)}/{m.group(2)}"
+    try:
+        if "/" in t:
+            num, _, den = t.partition("/")
+            if not re.fullmatch(r"-?\d+", num) or not re.fullmatch(r"-?\d+", den) or int(den) == 0:
+                return None
+            f = Fraction(int(num), int(den))
+            return str(f.numerator) if f.denominator == 1 else f"{f.numerator}/{f.denominator}"
+        if not re.fullmatch(r"-?(\d+\.?\d*|\.\d+)", t):
+            return None
+        d = Decimal(t).normalize()
+    except (InvalidOperation, ValueError):
+        return None
+    out = format(d, "f")
+    return "0" if out in ("-0", "") else out
+
+
+def _to_fraction(s: Optional[str]) -> Optional[Fraction]:
+    n = normalize_number(s) if s is not None else None
+    return Fraction(n) if n is not None else None
+
+
+def _number_in(text: str) -> Optional[str]:
+    """The number `text` is (a boxed "\\frac{1}{2}", "18 \\text{ dollars}"), else the first one in it."""
+    return (normalize_number(text) or normalize_number(re.sub(r"\\text\{[^{}]*\}", "", text))
+            or _first_number(text))
+
+
+def _first_number(text: str) -> Optional[str]:
+    for m in _NUMBER.finditer(text):
+        n = normalize_number(m.group(0))
+        if n is not None:
+            return n
+    return None
+
+
+def extract_answer(text: str, dataset: str) -> Optional[str]:
+    """The final answer written in `text`, or None (see the module docstring for the rules)."""
+    if not isinstance(text, str) or not text:
+        return None
+    if dataset not in NUMERIC_DATASETS:
+        return last_boxed(text)
+    marks = list(_ANSWER_IS.finditer(text))
+    if marks:
+        tail = text[marks[-1].end() :]
+        boxed = last_boxed(tail)
+        n = _number_in(boxed) if boxed is not None else _first_number(tail.split("\n", 1)[0])
+        if n is not None:
+            return n
+    boxed = last_boxed(text)
+    if boxed is not None:
+        n = _number_in(boxed)
+        return n if n is not None else boxed
+    if "####" in text:
+        return _first_number(text.rsplit("####", 1)[1].split("\n", 1)[0])
+    return None
+
+
+def _latex_key(s: str) -> str:
+    """Whitespace, sizing and display variants removed: the exact-match key of a LaTeX answer."""
+    t = s.strip().strip("$").strip()
+    t = re.sub(r"\\(?:left|right|big|Big|bigg|Bigg)(?![a-zA-Z])", "", t)
+    t = re.sub(r"\\[dt]frac(?![a-zA-Z])", r"\\frac", t)
+    t = re.sub(r"\\(?:!|,|;|:| )", "", t)
+    t = re.sub(r"\^\{\\circ\}|\^\\circ|\\%|%", "", t)
+    t = re.sub(r"\\text\{\s*\}", "", t)
+    t = re.sub(r"\s+", "", t)
+    t = re.sub(r"\\frac(\d)(\d)", r"\\frac{\1}{\2}", t)  # "\frac12" -> "\frac{1}{2}"
+    return t.rstrip(".")
+
+
+def answer_key(answer: Optional[str], dataset: str) -> str:
+    """Canonical vote key: a number in lowest terms (terminating fractions as decimals, so "1/2"
+    and "0.5" agree) or the LaTeX string with formatting-only differences removed. None -> ""."""
+    if answer is None:
+        return ""
+    f = _to_fraction(answer) if dataset in NUMERIC_DATASETS else _to_fraction(_latex_key(answer))
+    if f is not None:
+        den = f.denominator
+        while den % 2 == 0:
+            den //= 2
+        while den % 5 == 0:
+            den //= 5
+        if den == 1:  # terminating decimal: one spelling for 1/2, 0.5 and 0.50
+            return format((Decimal(f.numerator) / Decimal(f.denominator)).normalize(), "f")
+        return f"{f.numerator}/{f.denominator}"
+    return _latex_key(answer) if dataset not in NUMERIC_DATASETS else answer.strip()
+
+
+def _timeout() -> Optional[int]:
+    # math-verify's timeout uses signal.alarm, which only works on the main thread; elsewhere
+    # (a threaded server) it raises, so there we run without a limit rather than fail.
+    return VERIFY_TIMEOUT_S if threading.current_thread() is threading.main_thread() else None
+
+
+@functools.lru_cache(maxsize=65536)
+def _parse_boxed(latex: str) -> tuple[Any, ...]:
+    """math-verify parse of one answer; cached because every candidate is graded against the same
+    gold and many candidates repeat the same answer."""
+    from math_verify import LatexExtractionConfig, parse
+
+    try:
+        return tuple(parse("$\\boxed{" + latex + "}$", extraction_config=[LatexExtractionConfig()],
+                           parsing_timeout=_timeout()))
+    except BaseException as e:  # math-verify's TimeoutException is a BaseException
+        if isinstance(e, (KeyboardInterrupt, SystemExit)):
+            raise
+        return ()
+
+
+def verify_latex(answer: str, gold: str) -> bool:
+    """math-verify equivalence of two LaTeX answers, with no string shortcut; False on any error."""
+    from math_verify import verify
+
+    g, a = _parse_boxed(gold), _parse_boxed(answer)
+    if not g or not a:
+        return False
+    try:
+        return bool(verify(list(g), list(a), timeout_seconds=_timeout()))
+    except BaseException as e:
+        if isinstance(e, (KeyboardInterrupt, SystemExit)):
+            raise
+        return False
+
+
+def grade(answer: Optional[str], gold: str, dataset: str) -> bool:
+    """Whether `answer` (as returned by extract_answer) matches `gold`; never raises."""
+    if not isinstance(answer, str) or not answer.strip() or not isinstance(gold, str):
+        return False
+    if dataset in NUMERIC_DATASETS:
+        a, g = _to_fraction(answer), _to_fraction(gold)
+        if a is None or g is None:
+            return answer_key(answer, dataset) == answer_key(gold, dataset)
+        return a == g or math.isclose(float(a), float(g), rel_tol=REL_TOL, abs_tol=0.0)
+    if answer_key(answer, dataset) == answer_key(gold, dataset):
+        return True
+    return verify_latex(answer, gold)
