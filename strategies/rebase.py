@@ -1,0 +1,116 @@
+"""REBASE: reward-balanced tree search (Wu et al. 2025, section 3.1.2), batched across problems.
+
+Budget N = the number of solutions wanted. Depth 1 samples N first steps from the root. Then, each
+round: the PRM scores every new node and R(node) reduces its path scores (`reward`: last | min |
+prod | mean); new nodes that are terminal (finished, or truncated by the token/depth cap) leave the
+frontier and use one unit each, B_i = B_{i-1} - finished_i; the search stops at B_i = 0; every
+unfinished node j of the round gets W_j = B_i * softmax(R_j / T_b) children (`allocate`). Nodes
+granted 0 children are pruned. All problems move in lock-step rounds: one generate call and one
+score call per round for the whole batch; a problem that is done drops out of later rounds.
+
+Rounding (`rounding`):
+- `sequential_ceil` (default, the released code's): sort by reward, descending; give each node
+  ceil(b_rem * w_j / w_rem), b_rem and w_rem shrinking. Exactly B_i children in total, so the
+  frontier always holds B_i nodes and every problem ends with exactly N terminal leaves.
+- `round` (the paper's): round(B_i * w_j), halves rounded up. The total may miss B_i. If every
+  node rounds to 0 the search would stall, so the top-reward node always gets at least 1. B_i may
+  then go below 0 (the search stops) or the frontier may empty while B_i > 0 (it stops too): the
+  number of candidates can differ from N.
+
+    from strategies.rebase import Rebase
+    results = Rebase(balance_temperature=0.2).search(problems, 16, ctx)
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal, Sequence
+
+from pydantic import Field
+
+from rebase.registry import STRATEGIES
+from rebase.types import Node, Problem, SearchResult
+from strategies.base import SearchContext, Strategy, StrategyParams
+from strategies.tree import Tree, expand, new_trees, score, terminal
+
+# ceil() must not turn 2.0000000001 (float noise in b_rem * w_j / w_rem) into 3
+_EPS = 1e-9
+
+
+def allocate(budget: int, rewards: Sequence[float], temperature: float,
+             rounding: str = "sequential_ceil") -> list[int]:
+    """Children per frontier node (in input order): W_j = budget * softmax(R_j / T_b), rounded.
+    Worked example (sequential_ceil, budget 16, rewards [0.9, 0.8, 0.5, 0.2]):
+    T_b=0.2 -> [10, 5, 1, 0]; T_b=0.1 -> [12, 4, 0, 0]."""
+    if temperature <= 0:
+        raise ValueError(f"balance temperature must be > 0, got {temperature}")
+    if budget <= 0 or not rewards:
+        return [0] * len(rewards)
+    top = max(rewards)
+    exps = [math.exp((r - top) / temperature) for r in rewards]  # shifted: no overflow
+    total = sum(exps)
+    weights = [e / total for e in exps]
+    order = sorted(range(len(rewards)), key=lambda j: -rewards[j])  # stable: ties keep input order
+    out = [0] * len(rewards)
+    if rounding == "sequential_ceil":
+        b_rem, w_rem = budget, 1.0
+        for j in order:
+            if b_rem <= 0:
+                break
+            share = b_rem * weights[j] / w_rem if w_rem > 0 else b_rem
+            out[j] = min(b_rem, max(0, math.ceil(share - _EPS)))
+            b_rem -= out[j]
+            w_rem -= weights[j]
+        return out
+    if rounding == "round":
+        for j in order:
+            out[j] = math.floor(budget * weights[j] + 0.5)
+        out[order[0]] = max(1, out[order[0]])  # never stall: the best node always grows
+        return out
+    raise ValueError(f"unknown rounding '{rounding}'; available: sequential_ceil, round")
+
+
+@STRATEGIES.register("rebase")
+class Rebase(Strategy):
+    name = "rebase"
+    needs_prm = True
+    default_aggregator = "weighted_majority"
+
+    class Params(StrategyParams):
+        balance_temperature: float = Field(0.1, gt=0)  # T_b in softmax(R / T_b); paper 0.1, released code 0.2
+        rounding: Literal["sequential_ceil", "round"] = "sequential_ceil"  # how W_j becomes an integer
+        reward: Literal["last", "min", "prod", "mean"] = "last"  # R(node) from its path's step scores
+
+    def search(self, problems: list[Problem], budget: int, ctx: SearchContext) -> list[SearchResult]:
+        if budget < 1:
+            raise ValueError(f"REBASE budget must be >= 1, got {budget}")
+        p = self.params
+        trees = new_trees(problems, ctx)
+        remaining = {id(t): budget for t in trees}  # B_i per problem
+        rounds = {id(t): 0 for t in trees}
+        items: list[tuple[Tree, Node, int]] = []
+        for t in trees:
+            t.root.allocation = budget
+            items.append((t, t.root, budget))
+        rnd = 0
+        while items:
+            groups = expand(items, ctx, rnd)
+            score([(t, n) for t, kids in groups for n in kids], ctx, p.reward)
+            rnd += 1
+            fresh: dict[int, tuple[Tree, list[Node]]] = {}
+            for t, kids in groups:  # a tree may have several expanded nodes this round
+                fresh.setdefault(id(t), (t, []))[1].extend(kids)
+            items = []
+            for key, (t, kids) in fresh.items():
+                rounds[key] = rnd
+                remaining[key] -= sum(1 for n in kids if terminal(n))
+                frontier = [n for n in kids if not terminal(n)]
+                if remaining[key] <= 0 or not frontier:
+                    continue  # done: drops out of later rounds
+                alloc = allocate(remaining[key], [n.reward for n in frontier], p.balance_temperature, p.rounding)
+                for n, w in zip(frontier, alloc):
+                    n.allocation = w
+                    if w > 0:
+                        items.append((t, n, w))
+        return [t.result(t.candidates(ctx), {"rounds": rounds[id(t)], "budget_left": max(remaining[id(t)], 0)})
+                for t in trees]

@@ -1,0 +1,138 @@
+"""Instrumented fakes for strategy tests: a Generator and a PRM that count their calls.
+
+Why: search strategies must batch a whole round into ONE generate call and ONE score call, honour
+token caps and record every token once. These fakes make that checkable without a model: they are
+deterministic (every sample is a function of the request seed and its index, every score a
+function of the step text and the PRM seed), log every call, and can be tuned to finish, hit EOS
+or run into the length cap with given probabilities.
+
+    gen = FakeGenerator(p_final=0.3, p_eos=0.05, p_length=0.1)
+    prm = FakePRM(seed=1)
+    ctx = make_ctx(gen, prm, max_tokens=64, max_depth=6)
+    ... strategy.search(problems, budget, ctx) ...
+    assert gen.calls == prm.calls == rounds
+
+`fake_extract_answer` reads "The answer is X" (use it with monkeypatch on strategies.tree).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import re
+from typing import Callable, Optional
+
+from rebase.config import SamplingConfig
+from rebase.errors import PRMError
+from rebase.flops import FlopSpec
+from rebase.types import Completion, GenerationRequest, Problem
+from reward_models.base import ScoreRequest, ScoreResult
+
+SPEC = FlopSpec(n_params=1000, n_nonembed=800, n_layer=2, d_attn=16, d_model=16, vocab=50)
+EOS_ID = 2
+DELIM_ID = 10
+
+
+def fake_extract_answer(text: str, dataset: str) -> Optional[str]:
+    found = re.findall(r"The answer is (-?\d+)", text)
+    return found[-1] if found else None
+
+
+class FakeGenerator:
+    """Each sample draws its length (1..max_len tokens) and its fate from Random(seed, index):
+    with p_eos it ends on EOS, with p_length it runs into max_tokens, otherwise it ends on the stop
+    string; with p_final a stopped step says "The answer is A" (A drawn from `answers`).
+    `script(request, index, rng)` may replace this and return a Completion itself."""
+
+    def __init__(self, p_final: float = 0.3, p_eos: float = 0.0, p_length: float = 0.0, max_len: int = 8,
+                 answers: tuple[str, ...] = ("1", "2", "3"), cached: bool = False,
+                 script: Optional[Callable[[GenerationRequest, int, random.Random], Completion]] = None):
+        self.name = "fake-policy"
+        self.flop_spec = SPEC
+        self.p_final, self.p_eos, self.p_length = p_final, p_eos, p_length
+        self.max_len, self.answers, self.cached, self.script = max_len, answers, cached, script
+        self.calls = 0
+        self.requests: list[list[GenerationRequest]] = []  # one list per generate call
+
+    def encode(self, text: str) -> list[int]:
+        return [100 + (ord(ch) % 50) for ch in text]
+
+    def render_chat(self, user: str, system: Optional[str] = None) -> Optional[str]:
+        return None
+
+    def close(self) -> None:
+        pass
+
+    def _sample(self, req: GenerationRequest, i: int) -> Completion:
+        rng = random.Random(f"{req.seed}:{i}")
+        if self.script is not None:
+            return self.script(req, i, rng)
+        prompt = len(req.prompt_token_ids or [])
+        cached = prompt - 1 if self.cached and prompt else 0
+        u = rng.random()
+        length = rng.randint(1, self.max_len)
+        tag = rng.randrange(10**6)
+        if u < self.p_eos:
+            n, reason, text, stop = min(length, req.max_tokens), "eos", f"s{tag}", None
+        elif u < self.p_eos + self.p_length or length > req.max_tokens:
+            n, reason, text, stop = req.max_tokens, "length", f"s{tag}", None
+        else:
+            n, reason, stop = length, "stop", "\n"
+            text = f"The answer is {rng.choice(self.answers)}." if rng.random() < self.p_final else f"s{tag}"
+        ids = [100 + rng.randrange(50) for _ in range(n)]
+        ids[-1] = EOS_ID if reason == "eos" else DELIM_ID if reason == "stop" else ids[-1]
+        return Completion(text=text, token_ids=ids, finish_reason=reason, prompt_tokens=prompt,
+                          cached_tokens=cached, generated_tokens=n, stop_reason=stop)
+
+    def generate(self, requests: list[GenerationRequest]) -> list[list[Completion]]:
+        self.calls += 1
+        self.requests.append(list(requests))
+        for r in requests:
+            assert r.prompt_token_ids is not None and r.max_tokens >= 1
+        return [[self._sample(r, i) for i in range(r.n)] for r in requests]
+
+
+class FakePRM:
+    """Scores each step by a hash of (seed, question, step index, step text) in [0, 1).
+    `fail_tag`: raise PRMError for the request with that tag; `short_tag`: return one score too
+    few for it (a broken adapter), to check that strategies refuse to drop a child silently."""
+
+    def __init__(self, seed: int = 0, role: str = "prm", fail_tag: Optional[str] = None,
+                 short_tag: Optional[str] = None):
+        self.name = "fake-prm"
+        self.role = role
+        self.flop_spec = SPEC
+        self.seed, self.fail_tag, self.short_tag = seed, fail_tag, short_tag
+        self.calls = 0
+        self.requests: list[list[ScoreRequest]] = []
+
+    def step_score(self, question: str, i: int, step: str) -> float:
+        h = hashlib.blake2b(f"{self.seed}|{question}|{i}|{step}".encode(), digest_size=8).digest()
+        return int.from_bytes(h, "little") / 2**64
+
+    def score(self, requests: list[ScoreRequest]) -> list[ScoreResult]:
+        self.calls += 1
+        self.requests.append(list(requests))
+        out = []
+        for r in requests:
+            if r.tag == self.fail_tag:
+                raise PRMError(f"{r.tag}: no score")
+            scores = [self.step_score(r.question, i, s) for i, s in enumerate(r.steps)]
+            if r.tag == self.short_tag:
+                scores = scores[:-1]
+            tokens = len(r.question) + sum(len(s) + 1 for s in r.steps)
+            out.append(ScoreResult(scores=scores, prompt_tokens=tokens))
+        return out
+
+
+def problems(k: int, dataset: str = "gsm8k") -> list[Problem]:
+    return [Problem(id=f"p{i}", question=f"What is {i} + {i}?", gold=str(2 * i), dataset=dataset) for i in range(k)]
+
+
+def make_ctx(gen, prm, dataset: str = "gsm8k", seed: int = 0, **sampling):
+    """A SearchContext over the fakes with the dataset's default prompt format."""
+    from eval.prompts import PromptFormat
+    from strategies.base import SearchContext
+
+    return SearchContext(generator=gen, prm=prm, prompts=PromptFormat.from_config(dataset),
+                         sampling=SamplingConfig(**sampling), seed=seed, dataset=dataset)
