@@ -1,0 +1,47 @@
+"""`step_tag` PRM family: Math-Shepherd-style scoring with a step tag and two label tokens.
+
+The path is rendered with the shared layout `step_tag_text` (reward_models/base.py):
+"{question} {step 1}{tag}\\n{step 2}{tag}\\n...", the layout Math-Shepherd and the demo PRM were
+trained on. The model is a causal LM; at every tag token it predicts the step's label, so a step's
+score is softmax([logit(good), logit(bad)])[0] at that tag's position. One forward pass per path
+scores all its steps; a round's paths are length-bucketed into batches (reward_models/common.py).
+
+    prm:
+      family: step_tag
+      path: peiyi9979/math-shepherd-mistral-7b-prm
+      tag: " ки"      # one token of the PRM's tokenizer (checked at load)
+      good: "+"
+      bad: "-"
+
+The tag and label ids are looked up from the tokenizer and must each be exactly one token; the
+tag string is removed from question and step text so that it marks step ends only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rebase.config import PRMConfig
+from rebase.errors import BadInput
+from reward_models.base import step_tag_text
+from reward_models.common import MarkerPRM, scrub, token_id
+
+DEFAULT_TAG = " ки"
+
+
+class StepTagPRM(MarkerPRM):
+    def __init__(self, cfg: PRMConfig):
+        super().__init__(cfg, "causal")
+        self.marker = cfg.tag if cfg.tag is not None else DEFAULT_TAG
+        self.marker_id = token_id(self.tok, "tag", self.marker, cfg.path)
+        self.good_id = token_id(self.tok, "good", cfg.good if cfg.good is not None else "+", cfg.path)
+        self.bad_id = token_id(self.tok, "bad", cfg.bad if cfg.bad is not None else "-", cfg.path)
+        if self.good_id == self.bad_id:
+            raise BadInput(f"prm.bad: {cfg.bad!r} is the same token as prm.good")
+
+    def text(self, question: str, steps: list[str]) -> str:
+        return step_tag_text(scrub(question, self.marker), [scrub(s, self.marker) for s in steps], self.marker)
+
+    def reduce(self, rows: Any) -> Any:
+        # a 2-way softmax over (good, bad): the other vocabulary entries do not dilute the score
+        return rows[:, [self.good_id, self.bad_id]].softmax(dim=-1)[:, 0]
