@@ -101,6 +101,12 @@ class PromptFormat:
                 raise ValueError(f"model {generator.name} has no chat template but prompt.chat_template is true")
         return self._plain(problem)
 
+    @property
+    def solution_stops(self) -> tuple[str, ...]:
+        """Stop strings for a whole-solution sample: plain and few-shot prompts invite a base model
+        to write the next "Question:" after its answer, so that ends a solution."""
+        return ("\nQuestion:",) if self.style in ("plain", "few_shot") else ()
+
     def is_final(self, step: str) -> bool:
         """Whether a step gives the final answer (the solution is then finished)."""
         if self.answer_marker == "\\boxed":

@@ -126,6 +126,7 @@ class StrategyConfig(BaseModel):
     aggregator: Optional[str] = None  # override the strategy's default aggregator
     aggregators: Optional[list[str]] = None  # several aggregators over the same candidates
     reduction: Literal["last", "min", "prod", "mean"] = "last"  # step-score reduction for voting
+    temperature: Optional[float] = Field(None, ge=0)  # overrides sampling.temperature for this entry
 
     @field_validator("name")
     @classmethod

@@ -1,0 +1,73 @@
+"""Plan a sweep: turn a config into work units and the record keys each unit produces.
+
+A unit is one search run per problem: a strategy at one budget and one seed, or, with sample
+reuse, one shared pool of N samples at the largest budget from which every N-sample strategy x
+budget x aggregator is derived (eval/pool.py). Knowing each unit's keys up front is what makes
+resume exact: a problem is searched again only when one of its unit's records is missing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from rebase.config import RunConfig, StrategyConfig
+from rebase.registry import STRATEGIES
+
+
+@dataclass(frozen=True)
+class Output:
+    """One record per problem: strategy name, aggregator, step-score reduction, budget."""
+
+    strategy: str
+    aggregator: str
+    reduction: str
+    budget: int
+
+
+@dataclass
+class Unit:
+    strategy: str  # the registry name of the search that runs
+    budget: int  # the budget the search runs at (the pool size for pools)
+    seed: int
+    temperature: Optional[float]
+    options: dict = field(default_factory=dict)
+    outputs: list[Output] = field(default_factory=list)
+    pool: bool = False
+    needs_prm: bool = False
+
+    @property
+    def label(self) -> str:
+        return f"{'pool' if self.pool else self.strategy}-b{self.budget}-s{self.seed}" + (
+            f"-t{self.temperature}" if self.pool and self.temperature is not None else "")
+
+
+def aggregators_of(entry: StrategyConfig) -> list[str]:
+    cls = STRATEGIES.get(entry.name)
+    if entry.aggregators:
+        return list(entry.aggregators)
+    return [entry.aggregator or cls.default_aggregator]
+
+
+def plan_units(cfg: RunConfig) -> list[Unit]:
+    units: list[Unit] = []
+    pools: dict[tuple, Unit] = {}
+    for seed in cfg.seeds:
+        for entry in cfg.strategies:
+            cls = STRATEGIES.get(entry.name)
+            aggs = aggregators_of(entry)
+            if getattr(cls, "poolable", False) and cfg.sample_reuse:
+                key = (seed, entry.temperature)
+                pool = pools.get(key)
+                if pool is None:
+                    pool = pools[key] = Unit("majority", 0, seed, entry.temperature, pool=True)
+                    units.append(pool)
+                pool.budget = max(pool.budget, max(entry.budgets))
+                pool.needs_prm |= any(a != "majority" for a in aggs) or cls.needs_prm
+                pool.outputs += [Output(entry.name, a, entry.reduction, b) for b in entry.budgets for a in aggs]
+                continue
+            for b in entry.budgets:
+                units.append(Unit(entry.name, b, seed, entry.temperature, options=entry.options(),
+                                  outputs=[Output(entry.name, a, entry.reduction, b) for a in aggs],
+                                  needs_prm=cls.needs_prm or any(a != "majority" for a in aggs)))
+    return units

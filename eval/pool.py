@@ -1,0 +1,67 @@
+"""Sample reuse: derive every smaller budget and every aggregator from one shared pool.
+
+For the N-sample strategies the runner generates one pool of N samples per (model, problem, seed)
+at the largest budget. Accuracy at budget k is estimated by averaging the aggregator's correctness
+over random k-subsets of the pool (all subsets when there are at most `max_subsets`), which is an
+unbiased estimate of the accuracy of an independent k-sample run. Tokens and FLOPs are the means over
+the same subsets, priced as a real k-sample request would be: one prompt prefill, k decodes, and the
+PRM reading the k candidates (only for aggregators that use the PRM).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import Counter
+from itertools import combinations
+from typing import Any, Optional
+
+from rebase.flops import Ledger
+from rebase.types import Candidate, SearchResult
+from strategies.aggregators import aggregate
+
+
+def subsets(n: int, k: int, rng: random.Random, max_subsets: int = 64) -> list[tuple[int, ...]]:
+    if k >= n:
+        return [tuple(range(n))]
+    if math.comb(n, k) <= max_subsets:
+        return list(combinations(range(n), k))
+    return [tuple(sorted(rng.sample(range(n), k))) for _ in range(max_subsets)]
+
+
+def subset_ledger(result: SearchResult, idx: tuple[int, ...], policy: Any, prm: Optional[Any]) -> Ledger:
+    """The ledger of a k-sample request made of pool samples `idx`: the first pays the prompt's
+    prefill (with whatever prefix cache hit the pool's first sample had), the rest share it."""
+    samples = result.info["samples"]
+    led = Ledger()
+    first = samples[0]
+    for j, i in enumerate(idx):
+        s = samples[i]
+        cached = first["cached_tokens"] if j == 0 else s["prompt_tokens"]
+        led.add(policy.name, policy.flop_spec, "policy", s["prompt_tokens"], cached, s["generated_tokens"])
+        if prm is not None and s["prm_tokens"]:
+            led.add(prm.name, prm.flop_spec, prm.role, s["prm_tokens"], 0, 0)
+    return led
+
+
+def derive(result: SearchResult, k: int, aggregator: str, reduction: str, include_truncated: bool,
+           grade: Any, policy: Any, prm: Optional[Any], seed_parts: tuple) -> dict[str, Any]:
+    """Mean correctness, modal answer and mean costs of `aggregator` over k-subsets of the pool."""
+    rng = random.Random(repr(seed_parts + (k,)))
+    subs = subsets(len(result.candidates), k, rng)
+    uses_prm = aggregator != "majority"
+    correct, answers, sums = 0.0, Counter(), Counter()
+    finished = truncated = 0
+    for idx in subs:
+        cands: list[Candidate] = [result.candidates[i] for i in idx]
+        ans = aggregate(aggregator, cands, reduction, include_truncated)
+        answers[ans] += 1
+        correct += float(grade(ans))
+        finished += sum(c.finished and not c.truncated for c in cands)
+        truncated += sum(c.truncated for c in cands)
+        sums.update(subset_ledger(result, idx, policy, prm if uses_prm else None).summary())
+    m = len(subs)
+    out = {key: v / m for key, v in sums.items()}
+    out.update(answer=answers.most_common(1)[0][0], correct=correct / m, subsets=m, n_candidates=k,
+               n_finished=finished / m, n_truncated=truncated / m)
+    return out

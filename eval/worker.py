@@ -1,0 +1,119 @@
+"""A worker runs search units on batches of problems for one policy model and turns the results
+into records and tree lines. The single-process runner and each Ray actor hold one.
+
+Failure isolation: when a batch raises (backend fault, PRM NaN, ...), each of its problems is
+retried alone, so one bad problem cannot take its batch down with it; a problem that still fails is
+recorded with `error` set (correct 0) and the rest of the sweep goes on.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Optional
+
+from rebase.config import ModelConfig, PRMConfig, RunConfig
+from rebase.registry import BACKENDS, PRM_FAMILIES, STRATEGIES
+from rebase.types import Problem, SearchResult
+from eval.plan import Output, Unit
+from eval.prompts import PromptFormat
+from strategies.aggregators import aggregate
+from strategies.base import SearchContext
+
+
+class Worker:
+    def __init__(self, cfg: RunConfig, model: ModelConfig, generator: Any = None, prm: Any = None):
+        self.cfg = cfg
+        self.model = model
+        self.prompts = PromptFormat.from_config(cfg.dataset.name, cfg.prompt)
+        self._generator = generator
+        self._prm = prm
+
+    @property
+    def generator(self) -> Any:
+        if self._generator is None:
+            self._generator = BACKENDS.get(self.model.backend)(self.model)
+        return self._generator
+
+    def prm(self) -> Optional[Any]:
+        if self._prm is None and self.cfg.prm is not None:
+            self._prm = PRM_FAMILIES.get(self.cfg.prm.family)(self.cfg.prm)
+        return self._prm
+
+    def close(self) -> None:
+        if self._generator is not None and hasattr(self._generator, "close"):
+            self._generator.close()
+
+    # -- running ---------------------------------------------------------------------------------
+    def _context(self, unit: Unit) -> SearchContext:
+        sampling = self.cfg.sampling
+        if unit.temperature is not None:
+            sampling = sampling.model_copy(update={"temperature": unit.temperature})
+        return SearchContext(generator=self.generator, prm=self.prm() if unit.needs_prm else None,
+                             prompts=self.prompts, sampling=sampling, seed=unit.seed,
+                             dataset=self.cfg.dataset.name, include_truncated=self.cfg.include_truncated)
+
+    def _search(self, unit: Unit, problems: list[Problem]) -> list[SearchResult]:
+        strategy = STRATEGIES.get(unit.strategy)(**unit.options)
+        ctx = self._context(unit)
+        if getattr(strategy, "poolable", False) or unit.strategy == "greedy":
+            return strategy.search(problems, unit.budget, ctx, score=unit.needs_prm)
+        return strategy.search(problems, unit.budget, ctx)
+
+    def run(self, unit: Unit, problems: list[Problem]) -> tuple[list[dict], list[dict], list[str]]:
+        """Search `problems` with `unit`; returns (records, tree lines, failure messages)."""
+        t0 = time.perf_counter()
+        try:
+            results = self._search(unit, problems)
+            wall = [(time.perf_counter() - t0) / len(problems)] * len(problems)
+        except Exception as e:  # noqa: BLE001 - isolate the failing problem(s), keep the rest
+            if len(problems) == 1:
+                msg = f"{type(e).__name__}: {e}".splitlines()[0][:500]
+                return self._failed(unit, problems[0], msg), [], [f"{problems[0].id}: {msg}"]
+            recs, trees, fails = [], [], []
+            for p in problems:
+                r, t, f = self.run(unit, [p])
+                recs += r
+                trees += t
+                fails += f
+            return recs, trees, fails
+        recs, trees = [], []
+        for p, res, w in zip(problems, results, wall):
+            recs += self._records(unit, p, res, w)
+            trees += [dict(problem_id=p.id, **n.to_json()) for n in res.nodes]
+        return recs, trees, []
+
+    # -- records ---------------------------------------------------------------------------------
+    def _base(self, out: Output, unit: Unit, p: Problem) -> dict[str, Any]:
+        return {"model": self.model.name, "dataset": self.cfg.dataset.name, "problem_id": p.id,
+                "strategy": out.strategy, "aggregator": out.aggregator, "budget": out.budget, "seed": unit.seed,
+                "model_params": self.generator.flop_spec.n_params, "level": p.level, "reduction": out.reduction,
+                "gold": p.gold, "error": None}
+
+    def _failed(self, unit: Unit, p: Problem, msg: str) -> list[dict]:
+        zeros = dict.fromkeys(("policy_prompt_tokens", "policy_cached_tokens", "policy_generated_tokens",
+                               "prm_tokens", "flops_paper", "flops_policy", "flops_total", "wall_s"), 0)
+        return [{**self._base(o, unit, p), **zeros, "answer": None, "correct": 0.0, "n_candidates": 0,
+                 "n_finished": 0, "n_truncated": 0, "subsets": 0, "error": msg} for o in unit.outputs]
+
+    def _records(self, unit: Unit, p: Problem, res: SearchResult, wall: float) -> list[dict]:
+        from eval.grading import grade
+        from eval.pool import derive
+
+        def grade_p(ans: Optional[str]) -> bool:
+            return grade(ans, p.gold, self.cfg.dataset.name)
+
+        out = []
+        for o in unit.outputs:
+            rec = self._base(o, unit, p)
+            if unit.pool:
+                rec.update(derive(res, o.budget, o.aggregator, o.reduction, self.cfg.include_truncated, grade_p,
+                                  self.generator, self._prm, (unit.seed, p.id)))
+                rec["wall_s"] = wall * o.budget / unit.budget
+            else:
+                ans = aggregate(o.aggregator, res.candidates, o.reduction, self.cfg.include_truncated)
+                rec.update(res.ledger.summary())
+                rec.update(answer=ans, correct=float(grade_p(ans)), n_candidates=len(res.candidates),
+                           n_finished=sum(c.finished and not c.truncated for c in res.candidates),
+                           n_truncated=sum(c.truncated for c in res.candidates), subsets=1, wall_s=wall)
+            out.append(rec)
+        return out

@@ -1,0 +1,129 @@
+"""The `rebase` command line: one entry point, subcommands.
+
+    rebase run CONFIG [--set k=v ...] [--out DIR]      one config into a fresh directory
+    rebase sweep CONFIG [--set k=v ...] [--out DIR] [--ray [ADDRESS]]   the grid, resumable
+    rebase report DIR [--flops-view paper|policy|total] curves, Pareto, fits, plots, index.html
+    rebase replay DIR [--aggregator A] [--reduction R]  re-aggregate saved trees, no generation
+    rebase demo [--out DIR]                             the embedded default (configs/demo.yaml)
+    rebase train-demo [--out DIR]                       retrain the demo world's models
+
+Exit codes: 0 success, 2 bad input (one line naming the culprit, nothing written), 1 a failure
+during the run (records already computed are kept). The last stdout line is a JSON summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Optional
+
+from rebase.errors import BadInput, RunFailure
+
+DEMO_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "demo.yaml"
+
+
+def _env_defaults() -> None:
+    # one torch thread unless the user says otherwise: torch on few shared cores slows down sharply
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="rebase", description="Inference-time compute search and scaling laws.")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    for name in ("run", "sweep"):
+        p = sub.add_parser(name, help=f"{name} a config")
+        p.add_argument("config")
+        p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+        p.add_argument("--out", default=None)
+        p.add_argument("--no-progress", action="store_true")
+        if name == "sweep":
+            p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                           help="shard problems over Ray actors (a local cluster when no address)")
+    p = sub.add_parser("report", help="write DIR/report from DIR's records")
+    p.add_argument("dir")
+    p.add_argument("--flops-view", choices=("paper", "policy", "total"), default=None)
+    p = sub.add_parser("replay", help="re-aggregate saved trees with any aggregator/reduction")
+    p.add_argument("dir")
+    p.add_argument("--aggregator", action="append", default=None)
+    p.add_argument("--reduction", action="append", default=None)
+    p = sub.add_parser("demo", help="run the embedded default sweep and its report")
+    p.add_argument("--out", default="runs/demo")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--no-progress", action="store_true")
+    p = sub.add_parser("train-demo", help="retrain the demo world's policies and PRM")
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    return ap
+
+
+def _default_out(config: str, cfg: Any, fresh: bool) -> Path:
+    if cfg.output:
+        return Path(cfg.output)
+    stem = Path(config).stem
+    return Path("runs") / (f"{stem}-{datetime.now().strftime('%Y%m%d-%H%M%S')}" if fresh else stem)
+
+
+def _sweep(config: str, overrides: list[str], out: Optional[str], fresh: bool, progress: bool,
+           ray: Optional[str] = None) -> dict:
+    from rebase.config import load_config
+    from eval.runner import execute
+
+    cfg = load_config(config, overrides)
+    out_dir = Path(out) if out else _default_out(config, cfg, fresh)
+    return execute(cfg, out_dir, fresh=fresh, progress=progress, use_ray=ray is not None,
+                   ray_address=None if ray in (None, "local") else ray)
+
+
+def dispatch(args: argparse.Namespace) -> tuple[dict, int]:
+    if args.cmd in ("run", "sweep"):
+        s = _sweep(args.config, args.overrides, args.out, args.cmd == "run", not args.no_progress,
+                   getattr(args, "ray", None))
+        return s, 1 if s["failed"] else 0
+    if args.cmd == "report":
+        from eval.report import write_report
+
+        return write_report(Path(args.dir), args.flops_view), 0
+    if args.cmd == "replay":
+        from eval.replay import replay
+
+        return replay(Path(args.dir), args.aggregator, args.reduction), 0
+    if args.cmd == "demo":
+        from eval.report import write_report
+
+        s = _sweep(str(DEMO_CONFIG), args.overrides, args.out, False, not args.no_progress)
+        r = write_report(Path(args.out), None)
+        s["report"] = r.get("index", str(Path(args.out) / "report" / "index.html"))
+        print(f"report: {s['report']}", file=sys.stderr)
+        return s, 1 if s["failed"] else 0
+    if args.cmd == "train-demo":
+        from rebase.demo.train import main as train_main
+
+        return train_main(args.rest) or {}, 0
+    raise BadInput(f"unknown command {args.cmd}")
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    _env_defaults()
+    args = _parser().parse_args(argv)
+    try:
+        summary, code = dispatch(args)
+    except BadInput as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except RunFailure as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted; records written so far are kept", file=sys.stderr)
+        return 130
+    print(json.dumps(summary, sort_keys=True, default=str))
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
