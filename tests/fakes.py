@@ -95,18 +95,22 @@ class FakeGenerator:
 class FakePRM:
     """Scores each step by a hash of (seed, question, step index, step text) in [0, 1).
     `fail_tag`: raise PRMError for the request with that tag; `short_tag`: return one score too
-    few for it (a broken adapter), to check that strategies refuse to drop a child silently."""
+    few for it (a broken adapter), to check that strategies refuse to drop a child silently.
+    `fixed`: step text -> score, for tests that need known rewards."""
 
     def __init__(self, seed: int = 0, role: str = "prm", fail_tag: Optional[str] = None,
-                 short_tag: Optional[str] = None):
+                 short_tag: Optional[str] = None, fixed: Optional[dict[str, float]] = None):
         self.name = "fake-prm"
         self.role = role
         self.flop_spec = SPEC
         self.seed, self.fail_tag, self.short_tag = seed, fail_tag, short_tag
+        self.fixed = dict(fixed or {})
         self.calls = 0
         self.requests: list[list[ScoreRequest]] = []
 
     def step_score(self, question: str, i: int, step: str) -> float:
+        if step in self.fixed:
+            return self.fixed[step]
         h = hashlib.blake2b(f"{self.seed}|{question}|{i}|{step}".encode(), digest_size=8).digest()
         return int.from_bytes(h, "little") / 2**64
 
