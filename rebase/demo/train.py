@@ -1,0 +1,152 @@
+"""`rebase train-demo`: retrain the demo world (three arith policies and a step PRM) from scratch.
+
+Why: the embedded demo ships small trained models under rebase/demo/models/; this command rebuilds
+them deterministically (same seed, same machine and thread count -> same weights), so the weights
+are reproducible rather than opaque artefacts. Each model directory gets safetensors weights, the
+character-level tokenizer, its config, train_info.json and a MODEL_CARD.md with measured accuracy.
+
+    rebase train-demo [--out DIR] [--steps-scale F] [--only arith-s,arith-prm] [--eval-size 500]
+    python -m rebase.demo.train --steps-scale 0.01 --out /tmp/demo   # a quick smoke run
+
+Everything runs on one CPU thread; the full run takes roughly 20-25 minutes on a 2-core machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+from rebase.demo.train_policy import PolicySpec
+
+DEFAULT_OUT = Path(__file__).resolve().parent / "models"
+
+# Sizes span ~6x in parameters so that search on the small model can be compared with greedy
+# decoding on the large one at equal FLOPs; steps are budgeted to keep the largest unsaturated.
+POLICIES = (
+    PolicySpec("arith-s", hidden=48, layers=2, heads=4, steps=1500, lr=3e-3, seed=11),
+    PolicySpec("arith-m", hidden=64, layers=3, heads=4, steps=2000, lr=3e-3, seed=12),
+    PolicySpec("arith-l", hidden=96, layers=3, heads=4, steps=2000, lr=2e-3, seed=13),
+)
+
+
+def _log_to(path: Optional[Path]):
+    def log(msg: str) -> None:
+        line = f"[{time.strftime('%H:%M:%S')}] {msg}"
+        print(line, flush=True)
+        if path is not None:
+            with open(path, "a", encoding="utf-8") as f:
+                f.write(line + "\n")
+    return log
+
+
+def heldout_problems(n: int):
+    """The first n evaluation problems (seed 0, levels 1-5 in turn): never seen in training."""
+    from eval.arith import LEVELS, make_problem
+
+    return [make_problem(0, i, LEVELS[i % len(LEVELS)]) for i in range(n)]
+
+
+def save_model(model, tok, out: Path, info: dict, card: str) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out, safe_serialization=True)
+    tok.save_pretrained(out)
+    (out / "train_info.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    (out / "MODEL_CARD.md").write_text(card, encoding="utf-8")
+
+
+def scaled(spec: PolicySpec, scale: float) -> PolicySpec:
+    from dataclasses import replace
+
+    steps = max(2, round(spec.steps * scale))
+    return replace(spec, steps=steps, warmup=min(spec.warmup, max(1, steps // 10)))
+
+
+def policy_card(spec: PolicySpec, info: dict) -> str:
+    g = info["greedy"]
+    levels = " | ".join(f"L{lv}: {acc:.1%}" for lv, acc in g["per_level"].items())
+    return f"""# {spec.name}: demo arith policy
+
+A Llama-architecture causal LM trained from scratch by `rebase train-demo` (rebase/demo/train.py)
+to solve the `arith` dataset's multi-step arithmetic problems step by step.
+
+- Architecture: LlamaForCausalLM, hidden {spec.hidden}, {spec.layers} layers, {spec.heads} heads,
+  MLP {spec.intermediate or 3 * spec.hidden}, tied embeddings, character-level tokenizer ({info['vocab']} tokens).
+- Parameters: {info['params']:,} (fp32 safetensors).
+- Data: reference solutions of training problems from a seed stream disjoint from evaluation
+  (eval/arith.py `training_problems`), levels 1-5, one level per batch.
+- Format: plain prompt "Question: {{question}}\nAnswer:\n", one step per line, last line
+  "The answer is N", then </s>. No chat template. Loss on solution tokens only.
+- Training: AdamW (peak lr {spec.lr}, betas 0.9/0.95, weight decay {spec.weight_decay}), batch {spec.batch},
+  {spec.steps} steps, {spec.warmup} warmup then cosine to lr/10, seed {spec.seed}, one CPU thread:
+  {info['train_s']} s on the machine that produced these weights (final loss {info['final_loss']}).
+- Greedy accuracy on {g['n']} held-out problems (arith seed 0, levels 1-5 in turn):
+  **{g['overall']:.1%}** overall; {levels}.
+"""
+
+
+def train_policies(tok, out: Path, scale: float, only: set[str], eval_size: int, log,
+                   eval_every: int = 0) -> dict:
+    from rebase.demo.train_policy import greedy_accuracy, train_policy
+
+    heldout = heldout_problems(eval_size)
+    results = {}
+    for spec in POLICIES:
+        if only and spec.name not in only:
+            continue
+        spec = scaled(spec, scale)
+
+        def probe(model, step, name=spec.name):
+            log(f"{name} step {step}: greedy {greedy_accuracy(model, tok, heldout[:200])}")
+
+        model, info = train_policy(spec, tok, log=log, eval_every=eval_every, eval_fn=probe)
+        info["vocab"] = len(tok)
+        info["greedy"] = greedy_accuracy(model, tok, heldout)
+        log(f"{spec.name}: {info['params']} params, {info['steps']} steps, {info['train_s']}s, "
+            f"greedy {info['greedy']}")
+        save_model(model, tok, out / spec.name, info, policy_card(spec, info))
+        results[spec.name] = info
+    return results
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    ap = argparse.ArgumentParser(prog="rebase train-demo", description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default=str(DEFAULT_OUT), help="output directory (default: rebase/demo/models)")
+    ap.add_argument("--steps-scale", type=float, default=1.0, help="multiply every model's step count")
+    ap.add_argument("--only", default="", help="comma-separated model names to (re)train")
+    ap.add_argument("--eval-size", type=int, default=500, help="held-out problems for the model cards")
+    ap.add_argument("--eval-every", type=int, default=0, help="log greedy accuracy every N steps")
+    ap.add_argument("--log", default=None, help="also append the log to this file")
+    args = ap.parse_args(argv)
+    if args.steps_scale <= 0:
+        print("rebase train-demo: --steps-scale must be > 0", file=sys.stderr)
+        return 2
+
+    import torch
+
+    from rebase.demo.tokenizer import build_tokenizer
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True)
+    out = Path(args.out)
+    only = {s for s in args.only.split(",") if s}
+    log = _log_to(Path(args.log) if args.log else None)
+    tok = build_tokenizer()
+    t0 = time.time()
+    results = train_policies(tok, out, args.steps_scale, only, args.eval_size, log, args.eval_every)
+    if not only or "arith-prm" in only:
+        from rebase.demo.train_prm import train_and_save_prm
+
+        results["arith-prm"] = train_and_save_prm(tok, out, args.steps_scale, args.eval_size, log)
+    log(f"done in {time.time() - t0:.0f}s")
+    print(json.dumps({"out": str(out), "models": {k: v.get("greedy", v.get("auc")) for k, v in results.items()}}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
