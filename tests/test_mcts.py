@@ -40,6 +40,8 @@ def _check_tree(res, budget, params, ctx):
     assert res.info["expansions"] == len(expanded) <= budget
     if not res.info["exhausted"]:
         assert len(expanded) == budget
+    else:  # stopping early is only allowed when no leaf is left to expand
+        assert all(terminal(n) for n in nodes[1:] if n.id not in kids)
     for n in expanded:
         assert not terminal(n) and n.allocation == len(kids[n.id])
         assert n.allocation == (params.root_width if n.parent is None else params.inner_width)
