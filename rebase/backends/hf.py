@@ -1,0 +1,145 @@
+"""The transformers generation backend: batched sampling over a plain model forward with a KV cache.
+
+Registered as backend "transformers". One `generate` call takes a whole search round: requests are
+grouped into batches bounded by tokens (cfg.batch_tokens, counting prompt + max new tokens per
+sample), the n samples of a request share one prefill, and every decode step is one forward for the
+whole batch (rebase/backends/hf_decode.py). Sampling noise depends only on (seed, sample, step), so
+results do not depend on the batch (hf_sampling.py). With cfg.prefix_reuse, finished sequences'
+KV states are kept in a bounded LRU store (hf_cache.py) and a prompt that extends one (a tree-search
+child) prefills only its new tokens; its completions report that reuse in cached_tokens. On CUDA an
+out-of-memory error halves the batch and retries.
+
+    gen = TransformersGenerator(ModelConfig(name="m", path="path/to/model"))
+    out = gen.generate([GenerationRequest(prompt="2+2=", n=4, max_tokens=16, stop=("\\n",), seed=1)])
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Optional
+
+import torch
+
+from rebase.backends.hf_cache import PrefixKVCache
+from rebase.backends.hf_decode import BatchDecoder, Group
+from rebase.backends.hf_sampling import DEFAULT_SEED
+from rebase.backends.loading import count_params, load_causal_lm, load_tokenizer
+from rebase.config import ModelConfig
+from rebase.errors import BadInput, RunFailure
+from rebase.flops import FlopSpec
+from rebase.types import Completion, GenerationRequest
+
+
+class TransformersGenerator:
+    """rebase.generator.Generator over a Hugging Face causal LM (local dir, hub id or GGUF file)."""
+
+    def __init__(self, cfg: ModelConfig):
+        self.cfg = cfg
+        self.name = cfg.name
+        self.tokenizer = load_tokenizer(cfg.path, cfg.gguf_file, cfg.trust_remote_code)
+        self.model = load_causal_lm(cfg)
+        self.device = next(self.model.parameters()).device
+        cfg_all = self.model.config
+        self.text_config = cfg_all.get_text_config() if hasattr(cfg_all, "get_text_config") else cfg_all
+        self.flop_spec = FlopSpec.from_hf_config(self.text_config, n_params=cfg.params or count_params(self.model))
+        self.eos_ids = self._eos_ids()
+        pad = self.tokenizer.pad_token_id
+        self.pad_id = int(pad if pad is not None else next(iter(self.eos_ids), 0))
+        self.prefix_cache = PrefixKVCache(cfg.kv_cache_bytes) if cfg.prefix_reuse else None
+
+    def _eos_ids(self) -> set[int]:
+        """EOS ids from the generation config (may be a list, e.g. chat end markers) and tokenizer."""
+        ids: set[int] = set()
+        gen_cfg = getattr(self.model, "generation_config", None)
+        for src in (getattr(gen_cfg, "eos_token_id", None), getattr(self.text_config, "eos_token_id", None),
+                    self.tokenizer.eos_token_id):
+            if src is None:
+                continue
+            ids.update(int(x) for x in (src if isinstance(src, (list, tuple)) else [src]))
+        return ids
+
+    # -- prompts -------------------------------------------------------------------------------
+    def render_chat(self, user: str, system: Optional[str] = None) -> Optional[str]:
+        if self.cfg.chat_template is False or not getattr(self.tokenizer, "chat_template", None):
+            return None
+        messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user}]
+        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+    def encode(self, text: str) -> list[int]:
+        """Tokenizer-default special tokens, but never a second BOS when the text (a rendered chat
+        prompt) already starts with one."""
+        ids = list(self.tokenizer(text, add_special_tokens=True)["input_ids"])
+        bos = self.tokenizer.bos_token_id
+        if bos is not None and len(ids) >= 2 and ids[0] == bos and ids[1] == bos:
+            ids = ids[1:]
+        return ids
+
+    def _prompt_ids(self, i: int, req: GenerationRequest) -> list[int]:
+        ids = list(req.prompt_token_ids) if req.prompt_token_ids is not None else self.encode(req.prompt)
+        if not ids:
+            raise BadInput(f"generation request {i}: empty prompt (no tokens to condition on)")
+        limit = getattr(self.text_config, "max_position_embeddings", None) or getattr(self.text_config, "n_positions", None)
+        if limit and len(ids) + req.max_tokens > limit:
+            raise BadInput(f"generation request {i}: {len(ids)} prompt + {req.max_tokens} new tokens exceed the "
+                           f"model's {limit} positions")
+        return ids
+
+    # -- generation ----------------------------------------------------------------------------
+    def _groups(self, requests: list[GenerationRequest]) -> list[Group]:
+        """One group per request, or several when its samples alone exceed batch_tokens."""
+        groups: list[Group] = []
+        for i, req in enumerate(requests):
+            prompt = self._prompt_ids(i, req)
+            prefix = self.prefix_cache.lookup(prompt) if self.prefix_cache is not None else None
+            per = max(1, self.cfg.batch_tokens // (len(prompt) + req.max_tokens))
+            seed = DEFAULT_SEED if req.seed is None else int(req.seed)
+            for start in range(0, req.n, per):
+                groups.append(Group(i, prompt, list(range(start, min(req.n, start + per))), req.max_tokens,
+                                    float(req.temperature), float(req.top_p), seed, tuple(req.stop), prefix))
+        return groups
+
+    def _batches(self, groups: list[Group]) -> list[list[Group]]:
+        """Pack groups (sorted by prompt length, so padding is small) under batch_tokens."""
+        batches: list[list[Group]] = []
+        used = 0
+        for g in sorted(groups, key=lambda g: (len(g.prompt), g.request)):
+            if batches and used + g.cost <= self.cfg.batch_tokens:
+                batches[-1].append(g)
+                used += g.cost
+            else:
+                batches.append([g])
+                used = g.cost
+        return batches
+
+    def generate(self, requests: list[GenerationRequest]) -> list[list[Completion]]:
+        results: list[list[Optional[Completion]]] = [[None] * r.n for r in requests]
+        decoder = BatchDecoder(self.model, self.tokenizer, self.eos_ids, self.pad_id, self.prefix_cache)
+        with torch.inference_mode():
+            for batch in self._batches(self._groups(requests)):
+                for req, sample, done in self._run(decoder, batch):
+                    results[req][sample] = done
+        return results  # type: ignore[return-value]
+
+    def _run(self, decoder: BatchDecoder, batch: list[Group]) -> list[tuple[int, int, Completion]]:
+        """Run a batch; on CUDA out-of-memory, halve it (by groups, then by samples) and retry."""
+        try:
+            return decoder.run(batch)
+        except torch.cuda.OutOfMemoryError:
+            torch.cuda.empty_cache()
+        if len(batch) > 1:
+            half = len(batch) // 2
+            return self._run(decoder, batch[:half]) + self._run(decoder, batch[half:])
+        g = batch[0]
+        if len(g.samples) > 1:
+            half = len(g.samples) // 2
+            parts = [replace(g, samples=s) for s in (g.samples[:half], g.samples[half:])]
+            return self._run(decoder, parts[:1]) + self._run(decoder, parts[1:])
+        raise RunFailure(f"{self.name}: out of GPU memory for one sample of {len(g.prompt)} prompt tokens "
+                         f"(request {g.request})")
+
+    def close(self) -> None:
+        if self.prefix_cache is not None:
+            self.prefix_cache.clear()
+        self.model = None
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()

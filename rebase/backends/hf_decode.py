@@ -1,0 +1,209 @@
+"""The batched decode loop of the transformers backend: one prefill, then one forward per step.
+
+A batch is a list of `Group`s; a group is one request's samples that share ONE prefill of the
+prompt. The prefill batch is laid out per row as
+    [padding][cached prefix KV (right-aligned in the past)][padding][uncached prompt tail]
+with a 2D attention mask that hides every padding column and explicit position ids, so rows with
+different cached and uncached lengths share a forward. Only the last position's logits are computed
+(logits_to_keep=1), as the FLOP ledger prices it. The prefill KV is then expanded to one row per
+sample; every decode step feeds each live row its last token. Finished rows leave the batch (and
+columns that became all-padding are trimmed), so a finished sample costs nothing more.
+
+Finishing follows vLLM: an EOS id ends with "eos" (kept in token_ids, not in text); a stop string in
+the generated text ends with "stop" (text cut before it, token_ids keep every id); max_tokens gives
+"length". Stop strings are detected on a decoded window of the last ids each step; the final text
+is decoded from the whole id list, so multi-byte characters are never split.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import torch
+
+from rebase.backends.hf_cache import KVEntry, PrefixKVCache
+from rebase.backends.hf_sampling import sample_next
+from rebase.types import Completion
+
+_DECODE = {"skip_special_tokens": True, "clean_up_tokenization_spaces": False}
+
+
+@dataclass
+class Group:
+    """Samples `samples` of request `request`, sharing one prefill of `prompt`."""
+
+    request: int
+    prompt: list[int]
+    samples: list[int]
+    max_tokens: int
+    temperature: float
+    top_p: float
+    seed: int
+    stops: tuple[str, ...] = ()
+    prefix: Optional[KVEntry] = None  # cached KV covering prompt[:prefix.length]
+
+    @property
+    def cached(self) -> int:
+        return self.prefix.length if self.prefix is not None else 0
+
+    @property
+    def cost(self) -> int:
+        """Tokens this group may hold in a batch: prompt + max new tokens per sample."""
+        return (len(self.prompt) + self.max_tokens) * len(self.samples)
+
+
+@dataclass
+class _Row:
+    group: Group
+    sample: int
+    pays_prefill: bool  # the first sample of a group is charged for the prompt; the rest share it
+    ids: list[int] = field(default_factory=list)
+    window: int = 0  # ids to decode when checking for stop strings
+
+
+class BatchDecoder:
+    """Runs one batch of groups to completion; stores finished sequences' KV in `store`."""
+
+    def __init__(self, model: Any, tokenizer: Any, eos_ids: set[int], pad_id: int,
+                 store: Optional[PrefixKVCache] = None):
+        self.model = model
+        self.tok = tokenizer
+        self.eos_ids = eos_ids
+        self.pad_id = pad_id
+        self.store = store
+        self.device = next(model.parameters()).device
+
+    def _forward(self, input_ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor, cache: Any) -> torch.Tensor:
+        out = self.model(input_ids=input_ids, attention_mask=mask, position_ids=pos, past_key_values=cache,
+                         use_cache=True, logits_to_keep=1)
+        return out.logits[:, -1, :]
+
+    def _prefill(self, groups: list[Group]) -> tuple[torch.Tensor, torch.Tensor, Any]:
+        """Last-position logits, attention mask and KV cache, one row per group."""
+        from transformers import DynamicCache
+
+        cached = [g.cached for g in groups]
+        tails = [len(g.prompt) - c for g, c in zip(groups, cached)]
+        lp, lu = max(cached), max(tails)
+        ids = torch.full((len(groups), lu), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(groups), lp + lu), dtype=torch.long)
+        pos = torch.zeros((len(groups), lu), dtype=torch.long)
+        for i, (g, c, u) in enumerate(zip(groups, cached, tails)):
+            ids[i, lu - u:] = torch.tensor(g.prompt[c:], dtype=torch.long)
+            mask[i, lp - c:lp] = 1
+            mask[i, lp + lu - u:] = 1
+            pos[i, lu - u:] = torch.arange(c, len(g.prompt))
+        cache = DynamicCache()
+        if lp:
+            ref = next(g.prefix for g in groups if g.prefix is not None)
+            layers = []
+            for layer in range(len(ref.keys)):
+                k = ref.keys[layer].new_zeros((len(groups),) + ref.keys[layer].shape[:-2] + (lp, ref.keys[layer].shape[-1]))
+                v = ref.values[layer].new_zeros((len(groups),) + ref.values[layer].shape[:-2] + (lp, ref.values[layer].shape[-1]))
+                for i, (g, c) in enumerate(zip(groups, cached)):
+                    if c:
+                        k[i, ..., lp - c:, :] = g.prefix.keys[layer]
+                        v[i, ..., lp - c:, :] = g.prefix.values[layer]
+                layers.append((k, v))
+            cache = DynamicCache(ddp_cache_data=layers)
+        mask = mask.to(self.device)
+        logits = self._forward(ids.to(self.device), mask, pos.to(self.device), cache)
+        return logits, mask, cache
+
+    def run(self, groups: list[Group]) -> list[tuple[int, int, Completion]]:
+        """(request index, sample index, completion) for every sample of every group."""
+        logits, mask, cache = self._prefill(groups)
+        rows = [_Row(g, s, j == 0, window=max((len(x) for x in g.stops), default=0) + 8)
+                for g in groups for j, s in enumerate(g.samples)]
+        index = torch.tensor([i for i, g in enumerate(groups) for _ in g.samples], device=self.device)
+        if len(rows) != len(groups):  # share each group's prefill among its samples
+            cache.batch_select_indices(index)
+            mask, logits = mask[index], logits[index]
+        dev = self.device
+        temp = torch.tensor([r.group.temperature for r in rows], device=dev, dtype=torch.float32)
+        top_p = torch.tensor([r.group.top_p for r in rows], device=dev, dtype=torch.float32)
+        seeds = torch.tensor([r.group.seed for r in rows], device=dev, dtype=torch.long)
+        sample_idx = torch.tensor([r.sample for r in rows], device=dev, dtype=torch.long)
+        next_pos = torch.tensor([len(r.group.prompt) for r in rows], device=dev, dtype=torch.long)
+        results: list[tuple[int, int, Completion]] = []
+        step = 0
+        while True:
+            tokens = sample_next(logits, temp, top_p, seeds, sample_idx, step)
+            finished = self._advance(rows, tokens.tolist())
+            for i, reason, stop in finished:
+                results.append(self._complete(rows[i], reason, stop))
+                if self.store is not None:
+                    self._store(rows[i], cache, i, mask[i])
+            if finished:
+                keep_list = sorted(set(range(len(rows))) - {i for i, _, _ in finished})
+                if not keep_list:
+                    return results
+                keep = torch.tensor(keep_list, device=dev)
+                cache.batch_select_indices(keep)
+                rows = [rows[i] for i in keep_list]
+                mask, tokens, next_pos = mask[keep], tokens[keep], next_pos[keep]
+                temp, top_p, seeds, sample_idx = temp[keep], top_p[keep], seeds[keep], sample_idx[keep]
+                mask = self._trim(cache, mask)
+            step += 1
+            mask = torch.cat([mask, mask.new_ones((len(rows), 1))], dim=1)
+            logits = self._forward(tokens[:, None], mask, next_pos[:, None], cache)
+            next_pos = next_pos + 1
+
+    def _advance(self, rows: list[_Row], tokens: list[int]) -> list[tuple[int, str, Optional[str]]]:
+        """Append each row's new token; return (row, finish_reason, stop string) for rows that end."""
+        finished: list[tuple[int, str, Optional[str]]] = []
+        to_check: list[int] = []
+        for i, (row, t) in enumerate(zip(rows, tokens)):
+            row.ids.append(t)
+            if t in self.eos_ids:
+                finished.append((i, "eos", None))
+            elif row.group.stops:
+                to_check.append(i)
+            elif len(row.ids) >= row.group.max_tokens:
+                finished.append((i, "length", None))
+        if to_check:
+            texts = self.tok.batch_decode([rows[i].ids[-rows[i].window:] for i in to_check], **_DECODE)
+            for i, text in zip(to_check, texts):
+                stop = next((s for s in rows[i].group.stops if s in text), None)
+                if stop is not None:
+                    finished.append((i, "stop", stop))
+                elif len(rows[i].ids) >= rows[i].group.max_tokens:
+                    finished.append((i, "length", None))
+        return finished
+
+    def _complete(self, row: _Row, reason: str, stop: Optional[str]) -> tuple[int, int, Completion]:
+        g = row.group
+        if reason == "eos":
+            text = self.tok.decode(row.ids[:-1], **_DECODE)
+        else:
+            text = self.tok.decode(row.ids, **_DECODE)
+            if stop is not None and (cut := text.find(stop)) >= 0:
+                text = text[:cut]
+        done = Completion(text=text, token_ids=list(row.ids), finish_reason=reason, prompt_tokens=len(g.prompt),
+                          cached_tokens=g.cached if row.pays_prefill else len(g.prompt),
+                          generated_tokens=len(row.ids), stop_reason=stop)
+        return g.request, row.sample, done
+
+    def _store(self, row: _Row, cache: Any, r: int, mask_row: torch.Tensor) -> None:
+        """Keep the KV of everything the row fed (prompt + generated ids but the last one)."""
+        cols = mask_row.nonzero(as_tuple=True)[0]
+        ids = row.group.prompt + row.ids[:-1]
+        if cols.numel() != len(ids):
+            raise RuntimeError(f"KV bookkeeping: {cols.numel()} cached columns for {len(ids)} tokens")
+        # advanced indexing copies, so the entry does not pin the whole batch's KV in memory
+        keys = [layer.keys[r][..., cols, :] for layer in cache.layers]
+        values = [layer.values[r][..., cols, :] for layer in cache.layers]
+        self.store.insert(ids, keys, values)
+
+    @staticmethod
+    def _trim(cache: Any, mask: torch.Tensor) -> torch.Tensor:
+        """Drop leading columns that are padding in every remaining row."""
+        live = mask.any(dim=0).nonzero(as_tuple=True)[0]
+        first = int(live[0]) if live.numel() else 0
+        if first == 0:
+            return mask
+        for layer in cache.layers:
+            layer.keys = layer.keys[..., first:, :]
+            layer.values = layer.values[..., first:, :]
+        return mask[:, first:]

