@@ -81,9 +81,13 @@ class Rebase(Strategy):
         rounding: Literal["sequential_ceil", "round"] = "sequential_ceil"  # how W_j becomes an integer
         reward: Literal["last", "min", "prod", "mean"] = "last"  # R(node) from its path's step scores
 
+    def allocate(self, budget: int, rewards: list[float]) -> list[int]:
+        """Children per frontier node this round (subclasses such as beam search override it)."""
+        return allocate(budget, rewards, self.params.balance_temperature, self.params.rounding)
+
     def search(self, problems: list[Problem], budget: int, ctx: SearchContext) -> list[SearchResult]:
         if budget < 1:
-            raise ValueError(f"REBASE budget must be >= 1, got {budget}")
+            raise ValueError(f"{self.name} budget must be >= 1, got {budget}")
         p = self.params
         trees = new_trees(problems, ctx)
         remaining = {id(t): budget for t in trees}  # B_i per problem
@@ -107,7 +111,7 @@ class Rebase(Strategy):
                 frontier = [n for n in kids if not terminal(n)]
                 if remaining[key] <= 0 or not frontier:
                     continue  # done: drops out of later rounds
-                alloc = allocate(remaining[key], [n.reward for n in frontier], p.balance_temperature, p.rounding)
+                alloc = self.allocate(remaining[key], [n.reward for n in frontier])
                 for n, w in zip(frontier, alloc):
                     n.allocation = w
                     if w > 0:

@@ -5,6 +5,8 @@ ledgers and PRM failures."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -168,3 +170,46 @@ def test_prm_error_propagates_naming_the_node():
     gen, prm = FakeGenerator(p_final=0.2), FakePRM(fail_tag="problem p1 node 3")
     with pytest.raises(PRMError, match="problem p1 node 3"):
         Rebase().search(problems(2), 4, make_ctx(gen, prm))
+
+
+# beam search (strategies/beam.py) shares REBASE's round loop; only the allocation differs
+
+
+def test_beam_allocation():
+    from strategies.beam import beam_allocate
+
+    assert beam_allocate(16, REWARDS, 4) == [4, 4, 4, 4]
+    assert beam_allocate(10, REWARDS, 4) == [4, 4, 2, 0]
+    assert beam_allocate(5, [0.1, 0.9, 0.5], 2) == [1, 2, 2]
+    assert beam_allocate(3, [0.5, 0.5, 0.5], 1) == [1, 1, 1]
+    assert beam_allocate(0, REWARDS, 4) == [0, 0, 0, 0]
+    with pytest.raises(ValueError, match="width"):
+        beam_allocate(4, REWARDS, 0)
+
+
+@settings(max_examples=40, derandomize=True, deadline=None)
+@given(budget=st.integers(1, 10), width=st.integers(1, 5), seed=st.integers(0, 10**6), p_final=st.floats(0, 0.6),
+       p_length=st.floats(0, 0.3), max_depth=st.integers(1, 6), max_tokens=st.integers(4, 40))
+def test_beam_search_keeps_the_budget(budget, width, seed, p_final, p_length, max_depth, max_tokens):
+    from strategies.beam import BeamSearch
+
+    gen, prm = FakeGenerator(p_final=p_final, p_length=p_length), FakePRM(seed=seed % 7)
+    ctx = make_ctx(gen, prm, seed=seed, max_depth=max_depth, max_tokens=max_tokens, max_step_tokens=8)
+    results = BeamSearch(beam_width=width).search(problems(2), budget, ctx)
+    for res in results:
+        _check_tree(res, budget, ctx, "sequential_ceil")
+        for d in range(1, max(n.depth for n in res.nodes)):
+            # at most ceil(B / M) nodes of a level survive, each with at most M children
+            grown = [n for n in res.nodes if n.depth == d and n.allocation]
+            assert all(n.allocation <= width for n in grown)
+            assert len(grown) <= math.ceil(budget / width)
+    assert gen.calls == prm.calls == max(r.info["rounds"] for r in results)
+
+
+def test_beam_search_registry_and_params():
+    from strategies.beam import BeamSearch
+
+    assert STRATEGIES.get("beam_search") is BeamSearch
+    assert BeamSearch.needs_prm and BeamSearch().params.beam_width == 4
+    with pytest.raises(ValidationError):
+        BeamSearch(balance_temperature=0.1)
