@@ -1,0 +1,157 @@
+"""`rebase report DIR`: turn a run's records into curves, a Pareto frontier, scaling fits, plots
+and a self-contained index.html, all under DIR/report/.
+
+Why: the report must run from DIR/results.jsonl alone (no torch, no model), so a sweep killed
+halfway, or copied off a GPU box, can still be summarised.
+
+How: `write_report(Path("runs/demo"))` (the CLI calls it) or
+`python -c "from pathlib import Path; from eval.report import write_report; print(write_report(Path('runs/demo')))"`.
+
+Record rules (DESIGN.md, eval/records.py):
+- a line that does not parse (a torn last line after a kill) is skipped with a warning;
+- when a key (model, dataset, problem_id, strategy, aggregator, budget, seed) appears twice (a
+  resumed run re-appended it) the LAST line wins;
+- a record with a non-null `error` counts as wrong (correct = 0) in every accuracy, so a strategy
+  that crashes cannot look better than one that answers; it is also listed under failures and
+  counted in curves.csv's n_failed.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import pandas as pd
+
+from eval.records import KEY_FIELDS
+from rebase.errors import BadInput
+
+FLOP_VIEWS = ("paper", "policy", "total")
+NUMERIC = ("model_params", "correct", "policy_generated_tokens", "prm_tokens", "flops_paper",
+           "flops_policy", "flops_total", "wall_s")
+
+
+def load_records(path: Path) -> tuple[pd.DataFrame, int]:
+    """Read results.jsonl into a DataFrame (one row per record key); return it and the number of
+    unparsable lines skipped."""
+    if not path.is_file():
+        raise BadInput(f"{path}: no results.jsonl (run `rebase run` or `rebase sweep` first)")
+    rows, skipped = [], 0
+    with path.open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                # A kill mid-write leaves a torn last line; the rest of the file is still good.
+                warnings.warn(f"{path}:{lineno}: skipping a line that does not parse", stacklevel=2)
+                skipped += 1
+                continue
+            if not isinstance(rec, dict):
+                raise BadInput(f"{path}:{lineno}: a record must be a JSON object")
+            missing = [k for k in KEY_FIELDS + ("correct",) if k not in rec]
+            if missing:
+                raise BadInput(f"{path}:{lineno}: record lacks {', '.join(missing)}")
+            rows.append(rec)
+    if not rows:
+        raise BadInput(f"{path}: no records")
+    df = pd.DataFrame(rows)
+    for col in NUMERIC:
+        df[col] = pd.to_numeric(df[col], errors="coerce") if col in df else float("nan")
+    for col in ("level", "error"):
+        if col not in df:
+            df[col] = None
+    df["error"] = df["error"].where(df["error"].notna(), None)
+    failed = df["error"].notna()
+    df.loc[failed, "correct"] = 0.0
+    if df["correct"].isna().any():
+        bad = df.loc[df["correct"].isna(), "problem_id"].iloc[0]
+        raise BadInput(f"{path}: `correct` is not a number for problem {bad!r}")
+    for col in KEY_FIELDS:
+        if col not in ("budget", "seed"):
+            df[col] = df[col].astype(str)
+    df["budget"] = pd.to_numeric(df["budget"], errors="coerce")
+    df["seed"] = pd.to_numeric(df["seed"], errors="coerce")
+    if df[["budget", "seed"]].isna().any().any():
+        raise BadInput(f"{path}: budget and seed must be numbers")
+    df = df.drop_duplicates(subset=list(KEY_FIELDS), keep="last").reset_index(drop=True)
+    return df, skipped
+
+
+def resolve_view(run_dir: Path, flops_view: str | None) -> str:
+    """The FLOP view: the argument, else config.json's "flops_view", else "total"."""
+    if flops_view is None:
+        cfg = run_dir / "config.json"
+        if cfg.is_file():
+            try:
+                flops_view = json.loads(cfg.read_text(encoding="utf-8")).get("flops_view")
+            except (json.JSONDecodeError, AttributeError) as exc:
+                raise BadInput(f"{cfg}: not a JSON object ({exc})") from exc
+        flops_view = flops_view or "total"
+    if flops_view not in FLOP_VIEWS:
+        raise BadInput(f"unknown flops view {flops_view!r}; available: {', '.join(FLOP_VIEWS)}")
+    return flops_view
+
+
+def write_report(run_dir: Path, flops_view: str | None = None) -> dict:
+    """Write DIR/report/{curves,pareto,levels}.csv, scaling_fit.json, PNG plots and index.html;
+    return the one-line JSON summary as a dict."""
+    # Imported here so that `import eval.report` stays cheap (matplotlib loads only when used).
+    from eval import curves, html, pareto, plots, scaling
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise BadInput(f"{run_dir}: not a directory")
+    view = resolve_view(run_dir, flops_view)
+    df, skipped = load_records(run_dir / "results.jsonl")
+    if df[f"flops_{view}"].isna().all():
+        raise BadInput(f"{run_dir / 'results.jsonl'}: no record has flops_{view}")
+    out = run_dir / "report"
+    out.mkdir(parents=True, exist_ok=True)
+
+    table = curves.accuracy_curves(df)
+    front = pareto.frontier(table, view)
+    levels = curves.level_accuracy(df)
+    fits = scaling.scaling_report(table, front, levels, df, view)
+    written = {}
+
+    def put(name: str) -> Path:
+        written[name] = out / name
+        return out / name
+
+    table.to_csv(put("curves.csv"), index=False)
+    front.to_csv(put("pareto.csv"), index=False)
+    if not levels.empty:
+        levels.to_csv(put("levels.csv"), index=False)
+    put("scaling_fit.json").write_text(json.dumps(fits, indent=2, allow_nan=False) + "\n",
+                                       encoding="utf-8")
+    plots.accuracy_vs_flops(table, front, view, put("accuracy_vs_flops.png"))
+    plots.optimal_model_size(fits["compute_optimal"], view, put("optimal_model_size.png"))
+    if not levels.empty:
+        plots.accuracy_by_level(levels, table, view, put("accuracy_by_level.png"))
+    summary = {
+        "run_dir": str(run_dir),
+        "flops_view": view,
+        "records": int(len(df)),
+        "problems": int(df["problem_id"].nunique()),
+        "models": sorted(df["model"].unique().tolist()),
+        "failures": len(fits["failures"]),
+        "skipped_lines": skipped,
+    }
+    html.write_index(put("index.html"), summary, table, front, levels, fits,
+                     [p.name for k, p in written.items() if k.endswith(".png")])
+    summary["files"] = {k: str(p) for k, p in written.items()}
+    summary["best"] = best_points(table, view)
+    return summary
+
+
+def best_points(table: pd.DataFrame, view: str) -> list[dict]:
+    """The most accurate point of each model (ties: the cheaper one), for the summary line."""
+    col = f"flops_{view}"
+    ranked = table.sort_values(["accuracy", col], ascending=[False, True], kind="stable")
+    best = ranked.groupby(["dataset", "model"], sort=True).head(1).sort_values(["dataset", "model"])
+    keep = ["model", "strategy", "aggregator", "budget", "accuracy", col]
+    rows = best[keep].to_dict("records")
+    return [{k: (round(float(v), 4) if k == "accuracy" else v) for k, v in r.items()} for r in rows]
