@@ -34,6 +34,9 @@ from typing import Any, Optional
 NUMERIC_DATASETS = frozenset({"gsm8k", "arith"})
 REL_TOL = 1e-6
 VERIFY_TIMEOUT_S = 5  # math-verify's own signal-based limit per parse / comparison
+# Longer "answers" are rambling text, not math (MATH's longest gold has 81 characters); sympy can
+# spend seconds on them, so they get the exact-string comparison only.
+MAX_VERIFY_CHARS = 300
 
 _ANSWER_IS = re.compile(r"the\s+answer\s+is", re.IGNORECASE)
 # A number as people write it: optional sign and "$", thousands commas, decimals, an optional
@@ -191,6 +194,8 @@ def verify_latex(answer: str, gold: str) -> bool:
     """math-verify equivalence of two LaTeX answers, with no string shortcut; False on any error."""
     from math_verify import verify
 
+    if len(answer) > MAX_VERIFY_CHARS or len(gold) > MAX_VERIFY_CHARS:
+        return False
     g, a = _parse_boxed(gold), _parse_boxed(answer)
     if not g or not a:
         return False
