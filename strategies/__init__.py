@@ -9,3 +9,4 @@ default), plus `beam_search`. Importing this package registers them; heavy work 
 from strategies import sampling  # noqa: F401  (registers greedy, majority, best_of_n, weighted_majority)
 from strategies import rebase  # noqa: F401
 from strategies import mcts  # noqa: F401
+from strategies import beam  # noqa: F401

@@ -76,7 +76,7 @@ def build_model(out: Path, tok_dir: Path, arch: str = "llama", hidden: int = 128
 
         model = AutoModelForCausalLM.from_config(cfg)
     with torch.no_grad():  # larger logits than the default init, so sampling is not uniform noise
-        model.get_input_embeddings().weight.mul_(20.0)
+        model.get_input_embeddings().weight.mul_(2)
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     tok.save_pretrained(out)
