@@ -111,7 +111,7 @@ def train_policy(spec: PolicySpec, tok, log: Optional[Callable[[str], None]] = N
     streams = {lv: training_problems(spec.seed * 10 + lv, levels=(lv,)) for lv in LEVELS}
     pick = random.Random(f"levels/{spec.seed}")
     losses: list[float] = []
-    t0 = time.time()
+    t0, c0 = time.time(), time.process_time()
     for step in range(spec.steps):
         for g in opt.param_groups:
             g["lr"] = lr_at(step, spec)
@@ -125,13 +125,14 @@ def train_policy(spec: PolicySpec, tok, log: Optional[Callable[[str], None]] = N
         losses.append(loss.item())
         if (step + 1) % 100 == 0 or step == 0:
             log(f"{spec.name} step {step + 1}/{spec.steps} loss {sum(losses[-100:]) / len(losses[-100:]):.4f} "
-                f"{time.time() - t0:.0f}s")
+                f"{time.time() - t0:.0f}s wall {time.process_time() - c0:.0f}s cpu")
         if eval_every and eval_fn and (step + 1) % eval_every == 0:
             model.eval()
             eval_fn(model, step + 1)
             model.train()
     model.eval()
     info = {"params": n_params(model), "steps": spec.steps, "train_s": round(time.time() - t0, 1),
+            "cpu_s": round(time.process_time() - c0, 1),
             "final_loss": round(sum(losses[-100:]) / max(1, len(losses[-100:])), 4), "spec": asdict(spec)}
     return model, info
 

@@ -1,0 +1,118 @@
+"""Tests for the demo world's training code (rebase/demo/) and its committed models.
+
+Tiny runs only (a few steps of a tiny model): the tokenizer's PRM tokens, the loss mask, training
+determinism, the PRM data layout and AUC, and that the committed models load and are ordered by
+size on held-out problems.
+
+    OMP_NUM_THREADS=1 .venv/bin/pytest -x -q tests/test_demo_train.py
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from eval.arith import make_problem, reference_solution, training_problems
+from rebase.demo import MODELS_DIR
+from rebase.demo.tokenizer import BAD, GOOD, STEP_TAG, build_tokenizer
+from rebase.demo.train_policy import PolicySpec, policy_batch, prompt_text, train_policy
+from reward_models.base import step_tag_text
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return build_tokenizer()
+
+
+def test_tokenizer_roundtrip_and_prm_tokens(tok, tmp_path):
+    from transformers import AutoTokenizer
+
+    for s in (STEP_TAG, GOOD, BAD):
+        assert len(tok.encode(s, add_special_tokens=False)) == 1
+    p = make_problem(0, 3, 4)
+    text = prompt_text(p.question) + "\n".join(reference_solution(p))
+    ids = tok.encode(text)
+    assert ids[0] == tok.bos_token_id and tok.decode(ids, skip_special_tokens=True) == text
+    tok.save_pretrained(tmp_path)
+    again = AutoTokenizer.from_pretrained(tmp_path)
+    assert again.encode(text) == ids and again.chat_template is None
+    tagged = step_tag_text(p.question, reference_solution(p), STEP_TAG)
+    assert tok.encode(tagged).count(tok.convert_tokens_to_ids(STEP_TAG)) == len(reference_solution(p))
+
+
+def test_loss_only_on_solution_and_eos(tok):
+    probs = list(itertools.islice(training_problems(0), 3))
+    ids, mask, lab = policy_batch(tok, probs)
+    for i, p in enumerate(probs):
+        n_prompt = len(tok.encode(prompt_text(p.question)))
+        sol = "\n".join(reference_solution(p))
+        assert (lab[i, :n_prompt] == -100).all()
+        kept = lab[i][lab[i] != -100].tolist()
+        assert kept[-1] == tok.eos_token_id
+        assert tok.decode(kept[:-1]) == sol
+
+
+def test_tiny_training_is_deterministic(tok):
+    spec = PolicySpec("tiny", hidden=16, layers=1, heads=2, steps=3, batch=4, warmup=1, seed=5)
+    _, a = train_policy(spec, tok)
+    m, b = train_policy(spec, tok)
+    assert a["final_loss"] == b["final_loss"] and np.isfinite(a["final_loss"])
+    assert a["params"] == b["params"] > 0
+
+
+def test_prm_data_and_auc(tok):
+    from rebase.demo.train_prm import auc, encode, label_samples, pair_logits, step_auc
+    from rebase.demo.train_policy import make_model
+
+    p = make_problem(0, 2, 3)
+    ref = "\n".join(reference_solution(p))
+    a, rest = reference_solution(p)[1].split(" = ")
+    slip = "\n".join(reference_solution(p)[:1] + [f"{a} = {int(rest) + 1}"] + reference_solution(p)[2:])
+    rows = label_samples([p.question, p.question, p.question], [ref, slip, ""])
+    assert len(rows) == 2 and all(rows[0][2]) and rows[1][2] == [True] + [False] * (len(rows[1][2]) - 1)
+    data = encode(tok, rows)
+    model = make_model(PolicySpec("tiny", hidden=16, layers=1, heads=2), tok)
+    logits, y = pair_logits(model, tok, data)
+    assert logits.shape == (sum(len(r[2]) for r in rows), 2) and y.tolist() == [int(x) for r in rows for x in r[2]]
+    assert 0.0 <= step_auc(model, tok, data) <= 1.0
+    assert auc(np.array([0.9, 0.8, 0.1, 0.2]), np.array([1, 1, 0, 0])) == 1.0
+    assert auc(np.array([0.5, 0.5]), np.array([1, 0])) == 0.5
+
+
+def _committed(name):
+    d = MODELS_DIR / name
+    if not (d / "model.safetensors").exists():
+        pytest.skip(f"{d} not trained yet (rebase train-demo)")
+    return d
+
+
+@pytest.mark.slow
+def test_committed_models_load_and_larger_is_better(tok):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from rebase.demo.train import heldout_problems
+    from rebase.demo.train_policy import greedy_accuracy
+
+    torch.set_num_threads(1)
+    probs = heldout_problems(50)
+    acc = {}
+    for name in ("arith-s", "arith-l"):
+        d = _committed(name)
+        model = AutoModelForCausalLM.from_pretrained(d).eval()
+        t = AutoTokenizer.from_pretrained(d)
+        assert t.encode("Question: 1") == tok.encode("Question: 1")
+        acc[name] = greedy_accuracy(model, t, probs)["overall"]
+    assert acc["arith-l"] > acc["arith-s"]
+
+
+def test_committed_prm_has_single_token_labels():
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    d = _committed("arith-prm")
+    t = AutoTokenizer.from_pretrained(d)
+    for s in (STEP_TAG, GOOD, BAD):
+        assert len(t.encode(s, add_special_tokens=False)) == 1
+    assert AutoModelForCausalLM.from_pretrained(d).config.vocab_size == len(t)
