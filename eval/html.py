@@ -50,7 +50,12 @@ def _fits_table(fits: list[dict]) -> pd.DataFrame:
     cols = ["dataset", "model", "strategy", "aggregator", "form", "a", "b", "c", "m", "k", "r2",
             "rmse", "n_points"]
     df = pd.DataFrame(fits)
-    return df[[c for c in cols if c in df.columns]] if not df.empty else df
+    if df.empty:
+        return df
+    if "linear" in df.columns:  # the saturating fits' linear comparison, for a side-by-side R^2
+        df["linear_r2"] = [d.get("r2") if isinstance(d, dict) else None for d in df["linear"]]
+        cols.append("linear_r2")
+    return df[[c for c in cols if c in df.columns]]
 
 
 def _optimal_section(parts: list[dict]) -> str:

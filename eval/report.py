@@ -59,7 +59,8 @@ def load_records(path: Path) -> tuple[pd.DataFrame, int]:
         raise BadInput(f"{path}: no records")
     df = pd.DataFrame(rows)
     for col in NUMERIC:
-        df[col] = pd.to_numeric(df[col], errors="coerce") if col in df else float("nan")
+        # float: `correct` may arrive as JSON true/false, and failures are set to 0.0 below.
+        df[col] = pd.to_numeric(df[col], errors="coerce").astype(float) if col in df else float("nan")
     for col in ("level", "error"):
         if col not in df:
             df[col] = None

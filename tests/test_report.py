@@ -232,3 +232,28 @@ def test_html_renders_in_chromium(report, tmp_path):
     img = mpimg.imread(shot)
     assert img.shape[0] >= 1000 and img.shape[1] >= 1000
     assert len(np.unique(img.reshape(-1, img.shape[-1]), axis=0)) > 50  # text, tables, plots
+
+
+def test_two_datasets_without_levels_or_sizes(tmp_path):
+    """Optional fields absent (no level, no model_params) and two datasets: one frontier each,
+    no levels.csv, and the optimal-size fit is skipped with a reason."""
+    recs = []
+    for ds, shift in (("gsm8k", 0), ("math500", 1)):
+        for b in (1, 4):
+            for i in range(4):
+                recs.append({"model": "m", "dataset": ds, "problem_id": f"q{i}", "strategy": "majority",
+                             "aggregator": "majority", "budget": b, "seed": 0,
+                             "correct": i < b - shift, "flops_paper": 10.0 * b, "flops_policy": 11.0 * b,
+                             "flops_total": 11.0 * b, "policy_generated_tokens": b, "prm_tokens": 0})
+    run = tmp_path / "r"
+    run.mkdir()
+    (run / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    summary = write_report(run, "policy")
+    assert "levels.csv" not in summary["files"] and "accuracy_by_level.png" not in summary["files"]
+    fr = pd.read_csv(run / "report" / "pareto.csv")
+    assert sorted(fr.dataset.unique()) == ["gsm8k", "math500"] and len(fr) == 4
+    cur = pd.read_csv(run / "report" / "curves.csv").set_index(["dataset", "budget"])
+    assert cur.loc[("math500", 4), "accuracy"] == 0.75 and cur.loc[("gsm8k", 1), "accuracy"] == 0.25
+    fits = json.loads((run / "report" / "scaling_fit.json").read_text())
+    assert all(p["fit"] is None and "fewer than 2" in p["note"] for p in fits["compute_optimal"])
+    assert {c["form"] for c in fits["curve_fits"]} == {"linear"}  # 2 budgets only
