@@ -24,10 +24,8 @@ that "valid", "correct" and "the same answer" mean the same thing everywhere.
 from __future__ import annotations
 
 import functools
-import math
 import re
 import threading
-from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 from typing import Any, Optional
 
@@ -42,7 +40,7 @@ _ANSWER_IS = re.compile(r"the\s+answer\s+is", re.IGNORECASE)
 # A number as people write it: optional sign and "$", thousands commas, decimals, an optional
 # "/denominator". Thousands groups must be exactly 3 digits so "3,4" stays two numbers.
 _NUMBER = re.compile(r"(?<![\w.])[-\u2212]?\s?\$?\s?(?:\d{1,3}(?:,\d{3})+|\d+)?(?:\.\d+)?(?:\s?/\s?\d+)?")
-_LATEX_FRAC = re.compile(r"^\\[dt]?frac\{(-?\d+)\}\{(-?\d+)\}$")
+_LATEX_FRAC = re.compile(r"^(-?)\\[dt]?frac\{(-?\d+)\}\{(-?\d+)\}$")
 
 
 def last_boxed(text: str) -> Optional[str]:
@@ -80,7 +78,7 @@ def normalize_number(s: str) -> Optional[str]:
     t = t.replace("\\text{}", "")
     m = _LATEX_FRAC.match(t)
     if m:
-        t = f"{m.group(1)}/{m.group(2)}"
+        t = f"{m.group(1)}{m.group(2)}/{m.group(3)}".replace("--", "")
     try:
         if "/" in t:
             num, _, den = t.partition("/")
@@ -90,16 +88,23 @@ def normalize_number(s: str) -> Optional[str]:
             return str(f.numerator) if f.denominator == 1 else f"{f.numerator}/{f.denominator}"
         if not re.fullmatch(r"-?(\d+\.?\d*|\.\d+)", t):
             return None
-        d = Decimal(t).normalize()
-    except (InvalidOperation, ValueError):
+    except ValueError:
         return None
-    out = format(d, "f")
-    return "0" if out in ("-0", "") else out
+    # trailing zeros off by string surgery: Decimal.normalize would round past 28 digits
+    neg, body = t.startswith("-"), t.lstrip("-")
+    if "." in body:
+        body = body.rstrip("0").rstrip(".")
+    body = body.lstrip("0") or "0"
+    body = "0" + body if body.startswith(".") else body
+    return "-" + body if neg and body != "0" else body
 
 
 def _to_fraction(s: Optional[str]) -> Optional[Fraction]:
     n = normalize_number(s) if s is not None else None
-    return Fraction(n) if n is not None else None
+    try:
+        return Fraction(n) if n is not None else None
+    except ValueError:  # beyond Python's int-string length limit: not a usable number
+        return None
 
 
 def _number_in(text: str) -> Optional[str]:
@@ -151,6 +156,22 @@ def _latex_key(s: str) -> str:
     return t.rstrip(".")
 
 
+def _fraction_key(f: Fraction) -> str:
+    """Lowest terms, and a terminating fraction written exactly as a decimal (1/2 -> "0.5")."""
+    twos = fives = 0
+    den = f.denominator
+    while den % 2 == 0:
+        den, twos = den // 2, twos + 1
+    while den % 5 == 0:
+        den, fives = den // 5, fives + 1
+    if den != 1:
+        return f"{f.numerator}/{f.denominator}"
+    places = max(twos, fives)
+    digits = str(abs(f.numerator) * 10**places // f.denominator).rjust(places + 1, "0")
+    text = digits if places == 0 else digits[:-places] + "." + digits[-places:]
+    return ("-" if f < 0 else "") + text
+
+
 def answer_key(answer: Optional[str], dataset: str) -> str:
     """Canonical vote key: a number in lowest terms (terminating fractions as decimals, so "1/2"
     and "0.5" agree) or the LaTeX string with formatting-only differences removed. None -> ""."""
@@ -158,14 +179,7 @@ def answer_key(answer: Optional[str], dataset: str) -> str:
         return ""
     f = _to_fraction(answer) if dataset in NUMERIC_DATASETS else _to_fraction(_latex_key(answer))
     if f is not None:
-        den = f.denominator
-        while den % 2 == 0:
-            den //= 2
-        while den % 5 == 0:
-            den //= 5
-        if den == 1:  # terminating decimal: one spelling for 1/2, 0.5 and 0.50
-            return format((Decimal(f.numerator) / Decimal(f.denominator)).normalize(), "f")
-        return f"{f.numerator}/{f.denominator}"
+        return _fraction_key(f)
     return _latex_key(answer) if dataset not in NUMERIC_DATASETS else answer.strip()
 
 
@@ -208,14 +222,17 @@ def verify_latex(answer: str, gold: str) -> bool:
 
 
 def grade(answer: Optional[str], gold: str, dataset: str) -> bool:
-    """Whether `answer` (as returned by extract_answer) matches `gold`; never raises."""
+    """Whether `answer` (as returned by extract_answer) matches `gold`; never raises. Answers over
+    MAX_VERIFY_CHARS skip math-verify (exact canonical match only); a parse or comparison past
+    VERIFY_TIMEOUT_S counts as a mismatch."""
     if not isinstance(answer, str) or not answer.strip() or not isinstance(gold, str):
         return False
     if dataset in NUMERIC_DATASETS:
         a, g = _to_fraction(answer), _to_fraction(gold)
         if a is None or g is None:
             return answer_key(answer, dataset) == answer_key(gold, dataset)
-        return a == g or math.isclose(float(a), float(g), rel_tol=REL_TOL, abs_tol=0.0)
+        # exact rational arithmetic: no float overflow on huge numbers, no rounding on long ones
+        return abs(a - g) <= Fraction(REL_TOL) * max(abs(a), abs(g))
     if answer_key(answer, dataset) == answer_key(gold, dataset):
         return True
     return verify_latex(answer, gold)

@@ -70,6 +70,8 @@ def test_grade_numeric():
     assert grade("18.0", "18", "gsm8k") and grade("18", "18.0", "arith")
     assert grade("0.5", "1/2", "gsm8k")
     assert grade("1000000.5", "1000000", "gsm8k")  # within 1e-6 relative
+    assert not grade("1000002", "1000000", "gsm8k")
+    assert grade("1" + "0" * 400, "1" + "0" * 400, "gsm8k")  # beyond float range: exact arithmetic
     assert not grade("1001", "1000", "gsm8k") and not grade("-3", "3", "gsm8k")
     assert not grade(None, "18", "gsm8k") and not grade("", "18", "gsm8k")
 
@@ -84,7 +86,7 @@ def test_grade_math():
     assert not grade(None, "\\frac{1}{2}", "math") and not grade("  ", "1", "math")
 
 
-@pytest.mark.parametrize("junk", ["}{", "\\frac{", "\\boxed{", "$$$", "\x00\x01", "\\begin{pmatrix}", "((((((", "x" * 5000, "x" * 40, "1/0"])
+@pytest.mark.parametrize("junk", ["}{", "\\frac{", "\\boxed{", "$$$", "\x00\x01", "\\begin{pmatrix}", "((((((", "x" * 5000, "x" * 40, "1" * 5000, "1/0"])
 def test_grade_never_raises(junk):
     for ds in ("gsm8k", "math"):
         assert grade(junk, "1", ds) is False
@@ -110,6 +112,10 @@ def test_answer_key_groups_equivalent_answers():
     assert answer_key("\\left( 3, \\frac{\\pi}{2} \\right)", "math") == answer_key("(3,\\frac{\\pi}{2})", "math")
     assert answer_key("90^\\circ", "math") == answer_key("90", "math")
     assert answer_key("(1,2)", "math") != answer_key("(2,1)", "math")
+    assert answer_key("-\\frac{1}{2}", "math") == answer_key("-0.5", "math") != answer_key("0.5", "math")
+    assert answer_key("1/8", "gsm8k") == "0.125" and answer_key("-3/20", "gsm8k") == "-0.15"
+    # long numbers keep every digit (no 28-digit Decimal rounding), so they do not collide
+    assert answer_key("12345678901234567890123456789012.50", "gsm8k") == "12345678901234567890123456789012.5"
     assert answer_key(None, "math") == ""
 
 
