@@ -97,7 +97,7 @@ def dispatch(args: argparse.Namespace) -> tuple[dict, int]:
 
         s = _sweep(str(DEMO_CONFIG), args.overrides, args.out, False, not args.no_progress)
         r = write_report(Path(args.out), None)
-        s["report"] = r.get("index", str(Path(args.out) / "report" / "index.html"))
+        s["report"] = r.get("files", {}).get("index.html", str(Path(args.out) / "report" / "index.html"))
         print(f"report: {s['report']}", file=sys.stderr)
         return s, 1 if s["failed"] else 0
     if args.cmd == "train-demo":
@@ -110,6 +110,10 @@ def dispatch(args: argparse.Namespace) -> tuple[dict, int]:
 def main(argv: Optional[list[str]] = None) -> int:
     _env_defaults()
     args = _parser().parse_args(argv)
+    if getattr(args, "no_progress", False) or not sys.stderr.isatty():
+        # transformers' "Loading weights" bars would break the one-line error contract on stderr
+        # (read once when transformers is imported, which happens after this point)
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     try:
         summary, code = dispatch(args)
     except BadInput as e:
