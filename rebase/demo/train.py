@@ -23,6 +23,7 @@ from typing import Optional
 
 from rebase.demo.train_policy import PolicySpec
 
+SAMPLING_PROBLEMS = 200  # held-out problems for the k-sample metrics in the cards
 DEFAULT_OUT = Path(__file__).resolve().parent / "models"
 
 # Sizes span ~6x in parameters so that search on the small model can be compared with greedy
@@ -86,12 +87,45 @@ to solve the `arith` dataset's multi-step arithmetic problems step by step.
   {info['train_s']} s on the machine that produced these weights (final loss {info['final_loss']}).
 - Greedy accuracy on {g['n']} held-out problems (arith seed 0, levels 1-5 in turn):
   **{g['overall']:.1%}** overall; {levels}.
-"""
+""" + _sampling_lines(info.get("sampling"))
+
+
+def _sampling_lines(m: Optional[dict]) -> str:
+    if not m:
+        return ""
+    return (f"- Sampling ({m['k']} samples per problem at temperature {m['temperature']}, first {m['n']} "
+            f"held-out problems): per-sample accuracy {m['sample_acc']:.1%}, pass@{m['k']} "
+            f"{m['pass_at_k']:.1%}, majority@{m['k']} {m['majority_at_k']:.1%}; "
+            f"{m['slip_share_of_errors']:.0%} of wrong samples first go wrong on an arithmetic slip "
+            f"in a correctly copied line.\n")
+
+
+def measure(tok, out: Path, only: set[str], eval_size: int, log) -> dict:
+    """Re-measure saved policies (greedy and sampling) and rewrite their cards; weights untouched."""
+    from transformers import AutoModelForCausalLM
+
+    from rebase.demo.train_policy import greedy_accuracy, sampling_metrics
+
+    heldout = heldout_problems(eval_size)
+    results = {}
+    for spec in POLICIES:
+        d = out / spec.name
+        if (only and spec.name not in only) or not (d / "train_info.json").exists():
+            continue
+        info = json.loads((d / "train_info.json").read_text(encoding="utf-8"))
+        model = AutoModelForCausalLM.from_pretrained(d).eval()
+        info["greedy"] = greedy_accuracy(model, tok, heldout)
+        info["sampling"] = sampling_metrics(model, tok, heldout[:SAMPLING_PROBLEMS])
+        log(f"{spec.name}: greedy {info['greedy']} sampling {info['sampling']}")
+        (d / "train_info.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+        (d / "MODEL_CARD.md").write_text(policy_card(PolicySpec(**info["spec"]), info), encoding="utf-8")
+        results[spec.name] = info
+    return results
 
 
 def train_policies(tok, out: Path, scale: float, only: set[str], eval_size: int, log,
                    eval_every: int = 0) -> dict:
-    from rebase.demo.train_policy import greedy_accuracy, train_policy
+    from rebase.demo.train_policy import greedy_accuracy, sampling_metrics, train_policy
 
     heldout = heldout_problems(eval_size)
     results = {}
@@ -106,6 +140,8 @@ def train_policies(tok, out: Path, scale: float, only: set[str], eval_size: int,
         model, info = train_policy(spec, tok, log=log, eval_every=eval_every, eval_fn=probe)
         info["vocab"] = len(tok)
         info["greedy"] = greedy_accuracy(model, tok, heldout)
+        info["sampling"] = sampling_metrics(model, tok, heldout[:SAMPLING_PROBLEMS])
+        log(f"{spec.name}: sampling {info['sampling']}")
         log(f"{spec.name}: {info['params']} params, {info['steps']} steps, {info['train_s']}s, "
             f"greedy {info['greedy']}")
         save_model(model, tok, out / spec.name, info, policy_card(spec, info))
@@ -120,6 +156,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--only", default="", help="comma-separated model names to (re)train")
     ap.add_argument("--eval-size", type=int, default=500, help="held-out problems for the model cards")
     ap.add_argument("--eval-every", type=int, default=0, help="log greedy accuracy every N steps")
+    ap.add_argument("--measure", action="store_true",
+                    help="only re-measure the saved policies in --out and rewrite their cards")
     ap.add_argument("--log", default=None, help="also append the log to this file")
     args = ap.parse_args(argv)
     if args.steps_scale <= 0:
@@ -138,6 +176,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     log = _log_to(Path(args.log) if args.log else None)
     tok = build_tokenizer()
     t0 = time.time()
+    if args.measure:
+        results = measure(tok, out, only, args.eval_size, log)
+        print(json.dumps({"out": str(out), "models": {k: v["greedy"] for k, v in results.items()}}))
+        return 0
     results = train_policies(tok, out, args.steps_scale, only, args.eval_size, log, args.eval_every)
     if not only or "arith-prm" in only:
         from rebase.demo.train_prm import train_and_save_prm

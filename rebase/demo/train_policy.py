@@ -205,3 +205,48 @@ def greedy_accuracy(model, tok, problems: Sequence[Problem]) -> dict:
     return {"overall": round(sum(allok) / len(allok), 4),
             "per_level": {lv: round(sum(v) / len(v), 4) for lv, v in sorted(per.items())},
             "n": len(allok)}
+
+
+def sampling_metrics(model, tok, problems: Sequence[Problem], k: int = 8, temperature: float = 0.7,
+                     seed: int = 0) -> dict:
+    """k samples per problem: per-sample accuracy, pass@k, majority@k (invalid answers never win),
+    and the share of wrong samples whose first bad step is an arithmetic slip on a correctly copied
+    line (the errors a step PRM can catch)."""
+    from collections import Counter
+
+    from eval.grading import extract_answer, grade
+
+    qs = [p.question for p in problems for _ in range(k)]
+    texts = generate_solutions(model, tok, qs, temperature=temperature, seed=seed)
+    n_ok = n_pass = n_major = n_wrong = n_slip = 0
+    for i, p in enumerate(problems):
+        answers = [extract_answer(t, "arith") for t in texts[i * k: (i + 1) * k]]
+        ok = [grade(a, p.gold, "arith") for a in answers]
+        n_ok += sum(ok)
+        n_pass += any(ok)
+        votes = Counter(a for a in answers if a is not None)
+        n_major += bool(votes) and grade(votes.most_common(1)[0][0], p.gold, "arith")
+        for t, good in zip(texts[i * k: (i + 1) * k], ok):
+            if not good:
+                n_wrong += 1
+                n_slip += _first_error_is_slip(p.question, split_steps(t))
+    n = len(problems)
+    return {"k": k, "temperature": temperature, "n": n, "sample_acc": round(n_ok / (n * k), 4),
+            "pass_at_k": round(n_pass / n, 4), "majority_at_k": round(n_major / n, 4),
+            "slip_share_of_errors": round(n_slip / max(1, n_wrong), 4)}
+
+
+def _first_error_is_slip(question: str, steps: list[str]) -> bool:
+    """Whether the first bad step has the right operands and operation but a wrong result."""
+    from eval.arith import solve
+
+    chain = solve(question)
+    labels = check_steps(question, steps)
+    if all(labels):
+        return False
+    k = labels.index(False)
+    if k >= len(chain):
+        return False
+    a, sym, b, _ = chain[k]
+    head = steps[k].split("=")[0].strip()
+    return head == f"{a} {sym} {b}"
