@@ -48,14 +48,27 @@ class FlopSpec:
         n_kv = get("num_key_value_heads") or n_head
         d_ff = get("intermediate_size") or get("n_inner") or 4 * d_model
         tied = bool(get("tie_word_embeddings", True))
-        emb = vocab * d_model * (1 if tied else 2)
+        model_type = get("model_type")
+        # learned position embeddings (GPT-2) are a lookup like the token embedding: not in N (Kaplan)
+        pos_emb = (get("n_positions") or 1024) * d_model if model_type == "gpt2" else 0
+        emb = vocab * d_model * (1 if tied else 2) + pos_emb
         if n_params is None:
-            attn = d_model * head_dim * (n_head + 2 * n_kv) + n_head * head_dim * d_model
-            gated = get("model_type") not in ("gpt2", "gpt_neox", "opt")
+            gated = model_type not in ("gpt2", "gpt_neox", "opt")
+            layer_norm = model_type in ("gpt2", "gpt_neox", "opt")  # LayerNorm has a bias, RMSNorm none
+            qkv = head_dim * (n_head + 2 * n_kv)
+            attn = d_model * qkv + n_head * head_dim * d_model
             mlp = (3 if gated else 2) * d_model * d_ff
-            n_params = n_layer * (attn + mlp + 2 * d_model) + emb + d_model
-            if get("model_type") == "gpt2":
-                n_params += (get("n_positions") or 1024) * d_model
+            bias = 0
+            if model_type == "gpt2":
+                bias = qkv + d_model + d_ff + d_model
+            elif model_type == "qwen2":  # q, k, v projections carry biases
+                bias = qkv
+            elif get("attention_bias"):
+                bias = qkv + d_model
+            if get("mlp_bias"):
+                bias += (2 if gated else 1) * d_ff + d_model
+            norms = (4 if layer_norm else 2) * d_model
+            n_params = n_layer * (attn + mlp + bias + norms) + emb + (2 if layer_norm else 1) * d_model
         return cls(
             n_params=int(n_params),
             n_nonembed=int(n_params - emb),

