@@ -127,6 +127,35 @@ def test_n_samples_share_one_prefill(gen):
     assert all(c.generated_tokens == len(c.token_ids) == 10 for c in outs)
 
 
+def test_gumbel_sampling_follows_softmax_and_top_p():
+    from rebase.backends.hf_sampling import sample_next
+
+    rows = 4000
+    logits = torch.tensor([0.0, 1.0, 2.0, 3.0]).repeat(rows, 1)
+    seeds, idx = torch.arange(rows) * 7919 - 10**6, torch.zeros(rows, dtype=torch.long)  # negative seeds too
+    ones = torch.ones(rows)
+    freq = torch.bincount(sample_next(logits, ones, ones, seeds, idx, step=3), minlength=4) / rows
+    torch.testing.assert_close(freq, torch.softmax(logits[0], -1), atol=0.03, rtol=0)
+    nucleus = torch.bincount(sample_next(logits, ones, ones * 0.7, seeds, idx, step=3), minlength=4) / rows
+    assert nucleus[:2].sum() == 0 and abs(nucleus[3] - 0.644 / 0.881) < 0.03
+    assert (sample_next(logits, ones * 0, ones, seeds, idx, step=3) == 3).all()
+    again = sample_next(logits[:50].flip(0), ones[:50], ones[:50], seeds[:50].flip(0), idx[:50], step=3).flip(0)
+    assert torch.equal(again, sample_next(logits[:50], ones[:50], ones[:50], seeds[:50], idx[:50], step=3))
+    assert not torch.equal(again, sample_next(logits[:50], ones[:50], ones[:50], seeds[:50], idx[:50], step=4))
+
+
+def test_long_paths_are_clamped_to_the_model_positions(zoo, tmp_path):
+    g = make(zoo["gpt2"])  # 1024 positions
+    long = g.encode(PROMPTS[2]) * 60
+    prompt = long[: 1024 - 5]
+    out = g.generate([Req(prompt_token_ids=prompt, temperature=0, max_tokens=50, seed=-3)])[0][0]
+    assert out.finish_reason in ("length", "eos") and out.generated_tokens <= 5
+    from rebase.errors import RunFailure
+
+    with pytest.raises(RunFailure, match="1024 positions"):
+        g.generate([Req(prompt_token_ids=long[:1024], max_tokens=5)])
+
+
 # -- reproducibility --------------------------------------------------------------------------------
 def test_seeds_reproducible_across_batches_and_orders(gen):
     a = Req(prompt=PROMPTS[0], n=3, temperature=1.0, max_tokens=12, seed=7)
@@ -152,6 +181,25 @@ def test_batch_tokens_split_gives_same_outputs(zoo):
     assert [[c.text for c in o] for o in one] == [[c.text for c in o] for o in small]
     # a request split over batches re-prefills, and each chunk's first sample says so
     assert [c.cached_tokens for c in small[2]] == [0, 0, 0]
+
+
+def test_out_of_memory_halves_the_batch(zoo, monkeypatch):
+    from rebase.backends.hf_decode import BatchDecoder
+
+    reqs = [Req(prompt=PROMPTS[i], n=1 + i, temperature=1.0, max_tokens=6, seed=i) for i in range(3)]
+    g = make(zoo["llama"], prefix_reuse=False)
+    expected = ids_of(g.generate(reqs))
+    real_run, sizes = BatchDecoder.run, []
+
+    def run_small_only(self, groups):  # pretend only one sample at a time fits on the device
+        sizes.append(sum(len(x.samples) for x in groups))
+        if sizes[-1] > 1:
+            raise torch.cuda.OutOfMemoryError("simulated")
+        return real_run(self, groups)
+
+    monkeypatch.setattr(BatchDecoder, "run", run_small_only)
+    assert ids_of(g.generate(reqs)) == expected
+    assert sizes[0] == 6 and sizes.count(1) == 6
 
 
 # -- prefix KV reuse --------------------------------------------------------------------------------

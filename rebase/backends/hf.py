@@ -22,7 +22,7 @@ import torch
 
 from rebase.backends.hf_cache import PrefixKVCache
 from rebase.backends.hf_decode import BatchDecoder, Group
-from rebase.backends.hf_sampling import DEFAULT_SEED
+from rebase.backends.hf_sampling import DEFAULT_SEED, as_int64
 from rebase.backends.loading import count_params, load_causal_lm, load_tokenizer
 from rebase.config import ModelConfig
 from rebase.errors import BadInput, RunFailure
@@ -74,27 +74,28 @@ class TransformersGenerator:
             ids = ids[1:]
         return ids
 
-    def _prompt_ids(self, i: int, req: GenerationRequest) -> list[int]:
+    def _prompt_ids(self, i: int, req: GenerationRequest) -> tuple[list[int], int]:
+        """The prompt ids and the new-token cap, clamped to the model's positions (a deep search path
+        then ends with "length" instead of failing the run)."""
         ids = list(req.prompt_token_ids) if req.prompt_token_ids is not None else self.encode(req.prompt)
         if not ids:
             raise BadInput(f"generation request {i}: empty prompt (no tokens to condition on)")
         limit = getattr(self.text_config, "max_position_embeddings", None) or getattr(self.text_config, "n_positions", None)
-        if limit and len(ids) + req.max_tokens > limit:
-            raise BadInput(f"generation request {i}: {len(ids)} prompt + {req.max_tokens} new tokens exceed the "
-                           f"model's {limit} positions")
-        return ids
+        if limit and len(ids) >= limit:
+            raise RunFailure(f"{self.name}: request {i} has {len(ids)} prompt tokens; the model has {limit} positions")
+        return ids, min(req.max_tokens, limit - len(ids)) if limit else req.max_tokens
 
     # -- generation ----------------------------------------------------------------------------
     def _groups(self, requests: list[GenerationRequest]) -> list[Group]:
         """One group per request, or several when its samples alone exceed batch_tokens."""
         groups: list[Group] = []
         for i, req in enumerate(requests):
-            prompt = self._prompt_ids(i, req)
+            prompt, max_tokens = self._prompt_ids(i, req)
             prefix = self.prefix_cache.lookup(prompt) if self.prefix_cache is not None else None
-            per = max(1, self.cfg.batch_tokens // (len(prompt) + req.max_tokens))
-            seed = DEFAULT_SEED if req.seed is None else int(req.seed)
+            per = max(1, self.cfg.batch_tokens // (len(prompt) + max_tokens))
+            seed = DEFAULT_SEED if req.seed is None else as_int64(int(req.seed))
             for start in range(0, req.n, per):
-                groups.append(Group(i, prompt, list(range(start, min(req.n, start + per))), req.max_tokens,
+                groups.append(Group(i, prompt, list(range(start, min(req.n, start + per))), max_tokens,
                                     float(req.temperature), float(req.top_p), seed, tuple(req.stop), prefix))
         return groups
 

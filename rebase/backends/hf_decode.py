@@ -73,11 +73,18 @@ class BatchDecoder:
         self.pad_id = pad_id
         self.store = store
         self.device = next(model.parameters()).device
+        self.keep_last = True  # compute only the last position's logits (what the ledger prices)
 
     def _forward(self, input_ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor, cache: Any) -> torch.Tensor:
-        out = self.model(input_ids=input_ids, attention_mask=mask, position_ids=pos, past_key_values=cache,
-                         use_cache=True, logits_to_keep=1)
-        return out.logits[:, -1, :]
+        kw = dict(input_ids=input_ids, attention_mask=mask, position_ids=pos, past_key_values=cache, use_cache=True)
+        if self.keep_last:
+            try:
+                return self.model(**kw, logits_to_keep=1).logits[:, -1, :]
+            except TypeError as e:  # remote-code models without logits_to_keep: full logits, then slice
+                if "logits_to_keep" not in str(e):
+                    raise
+                self.keep_last = False
+        return self.model(**kw).logits[:, -1, :]
 
     def _prefill(self, groups: list[Group]) -> tuple[torch.Tensor, torch.Tensor, Any]:
         """Last-position logits, attention mask and KV cache, one row per group."""

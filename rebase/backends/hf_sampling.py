@@ -19,15 +19,16 @@ DEFAULT_SEED = 0x5EED_0F_2EBA5E  # used when a request has no seed: still reprod
 _MASK64 = (1 << 64) - 1
 
 
-def _i64(x: int) -> int:
-    """An unsigned 64-bit constant as the signed int64 with the same bits."""
+def as_int64(x: int) -> int:
+    """Any Python int (a negative or >= 2^63 seed, an unsigned constant) as the signed int64 with
+    the same low 64 bits."""
     x &= _MASK64
     return x - (1 << 64) if x >= 1 << 63 else x
 
 
-_GAMMA = _i64(0x9E3779B97F4A7C15)
-_M1 = _i64(0xBF58476D1CE4E5B9)
-_M2 = _i64(0x94D049BB133111EB)
+_GAMMA = as_int64(0x9E3779B97F4A7C15)
+_M1 = as_int64(0xBF58476D1CE4E5B9)
+_M2 = as_int64(0x94D049BB133111EB)
 
 
 def _shr(x: torch.Tensor, k: int) -> torch.Tensor:
