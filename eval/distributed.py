@@ -1,0 +1,223 @@
+"""Distributed sweeps on Ray: the pending problems of each (model, unit) are cut into batches and
+handed to Ray actors as they free up; the driver alone writes trees and records.
+
+    rebase sweep CONFIG --out DIR --ray          # a private local Ray instance on this machine
+    rebase sweep CONFIG --out DIR --ray auto     # the running cluster (`ray start --head` ...)
+    rebase sweep CONFIG --out DIR --ray ray://HOST:10001
+
+Why this shape: each actor holds one eval.worker.Worker (its own backend and PRM) for one model at
+a time, so a model loads once per actor, not once per batch. Batches are cut exactly as the
+single-process runner cuts them (cfg.batch_problems, plan order), and strategies seed every request
+from (seed, problem id, node id), so records do not depend on which actor ran which batch. Results
+stream back through ray.wait; the driver appends tree lines, then records, to DIR, so resume and
+the store's kill-safety are the same as without Ray.
+
+Actors: one per GPU (num_gpus=1 each) when the cluster has GPUs, else REBASE_RAY_WORKERS CPU actors
+(default min(2, cluster CPUs)). A local instance takes REBASE_RAY_CPUS (default: all cores) and
+REBASE_RAY_OBJECT_STORE_MB (default 256). docs/CLUSTER.md has the cluster side.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import os
+import shutil
+import sys
+import tempfile
+from types import SimpleNamespace
+from typing import Any, Optional
+
+from rebase.config import ModelConfig, RunConfig
+from rebase.errors import BadInput
+from eval.plan import Unit
+from eval.store import JsonlAppender, RecordStore
+
+# settings every actor must see whatever the node's own environment says (never secrets: tokens
+# belong in each node's environment or HF cache)
+FORWARDED_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "TOKENIZERS_PARALLELISM", "TRANSFORMERS_VERBOSITY",
+                 "HF_HOME", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
+MAX_RESTARTS = 1  # an actor that dies (OOM, segfault) comes back once; its batch is recorded as failed
+
+
+def _env_int(name: str, default: Optional[int], minimum: int = 1) -> Optional[int]:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = minimum - 1
+    if value < minimum:
+        raise BadInput(f"{name}={raw!r}: expected an integer >= {minimum}")
+    return value
+
+
+def plan_actors(resources: dict[str, float], requested: Optional[int]) -> tuple[int, dict[str, Any]]:
+    """How many actors to start and the resources each asks for, from ray.cluster_resources()."""
+    gpus = int(resources.get("GPU", 0))
+    cpus = float(resources.get("CPU", 1.0)) or 1.0
+    if gpus >= 1:
+        # more actors than GPUs would wait for a GPU forever, so the request only caps the count
+        n = min(requested or gpus, gpus)
+        return n, {"num_gpus": 1, "num_cpus": min(1.0, cpus / n)}
+    n = requested or max(1, min(2, int(cpus)))
+    # every actor must fit at once, or the later ones never start and their batches wait forever
+    return n, {"num_cpus": min(1.0, cpus / n)}
+
+
+class _Unloaded:
+    """Stands in for a generator that never loaded, so failure records still have their shape."""
+
+    def __init__(self, model: ModelConfig):
+        self.flop_spec = SimpleNamespace(n_params=model.params)
+
+
+def failure_records(cfg: RunConfig, model: ModelConfig, unit: Unit, problems: list, msg: str,
+                    worker: Any = None) -> tuple[list[dict], list[dict], list[str]]:
+    """The (records, tree lines, failures) that Worker.run returns for problems that failed."""
+    from eval.worker import Worker
+
+    if worker is None or worker._generator is None:  # never trigger a model load just to fail
+        worker = Worker(cfg, model, generator=_Unloaded(model))
+    recs = [r for p in problems for r in worker._failed(unit, p, msg)]
+    return recs, [], [f"{p.id}: {msg}" for p in problems]
+
+
+class SweepActor:
+    """Runs inside a Ray worker process: a Worker for the current model; the PRM is kept across
+    models, as in the single-process runner. Never raises for a batch: errors become records."""
+
+    def __init__(self, cfg: RunConfig):
+        self.cfg = cfg
+        self.worker: Any = None
+
+    def _use(self, model: ModelConfig) -> Any:
+        from eval.worker import Worker
+
+        if self.worker is not None and self.worker.model == model:
+            return self.worker
+        prm = None
+        if self.worker is not None:
+            prm = self.worker._prm
+            self.worker.close()
+            self.worker = None
+            gc.collect()  # free the old policy before the next one loads
+        self.worker = Worker(self.cfg, model, prm=prm)
+        return self.worker
+
+    def run(self, model: ModelConfig, unit: Unit, problems: list) -> tuple[list[dict], list[dict], list[str]]:
+        worker = None
+        try:
+            worker = self._use(model)
+            return worker.run(unit, problems)
+        except Exception as e:  # noqa: BLE001 - e.g. the model fails to load: record it, keep the actor
+            msg = f"{type(e).__name__}: {e}".splitlines()[0][:500]
+            return failure_records(self.cfg, model, unit, problems, msg, worker)
+
+
+def _connect(ray: Any, address: Optional[str]) -> Optional[str]:
+    """Start or join Ray; returns the temp dir of a local instance we started (to remove later)."""
+    if address is not None:
+        try:
+            ray.init(address=address, logging_level=logging.WARNING)
+        except (ConnectionError, ValueError) as e:
+            raise BadInput(f"--ray {address}: cannot connect to a Ray cluster ({e})".splitlines()[0]) from None
+        return None
+    # a private directory: other Ray users of this machine share /tmp/ray, and "local" never joins
+    # their instance (a bare ray.init() would attach to the latest `ray start` one)
+    tmp = tempfile.mkdtemp(prefix="rebase-ray-", dir="/tmp")
+    try:
+        ray.init(address="local", num_cpus=_env_int("REBASE_RAY_CPUS", None), include_dashboard=False,
+                 object_store_memory=_env_int("REBASE_RAY_OBJECT_STORE_MB", 256, minimum=80) * 2**20,
+                 logging_level=logging.WARNING, _temp_dir=tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return tmp
+
+
+def run_on_ray(cfg: RunConfig, out: Any, work: list, store: RecordStore, ray_address: Optional[str],
+               progress: bool) -> tuple[int, list[str]]:
+    """eval.runner's Ray path: same inputs and results as run_local. Returns (new records, failures)."""
+    if not work:
+        return 0, []  # resume with nothing pending: no cluster needed
+    requested = _env_int("REBASE_RAY_WORKERS", None)  # checked before anything starts
+    import ray
+
+    owned = not ray.is_initialized()  # a caller's own session is left running
+    tmp = _connect(ray, ray_address) if owned else None
+    actors: list = []
+    try:
+        n, opts = plan_actors(ray.cluster_resources(), requested)
+        env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
+        env.setdefault("OMP_NUM_THREADS", "1")
+        cls = ray.remote(SweepActor).options(**opts, max_restarts=MAX_RESTARTS, runtime_env={"env_vars": env})
+        actors = [cls.remote(cfg) for _ in range(n)]
+        return _dispatch(ray, actors, cfg, out, work, store, progress)
+    finally:
+        for a in actors:
+            ray.kill(a)  # frees GPUs at once when the session outlives this sweep
+        if owned:
+            ray.shutdown()
+        if tmp:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _dispatch(ray: Any, actors: list, cfg: RunConfig, out: Any, work: list, store: RecordStore,
+              progress: bool) -> tuple[int, list[str]]:
+    from pathlib import Path
+
+    from tqdm import tqdm
+
+    out = Path(out)
+    bar = tqdm(total=sum(len(ps) for _, _, ps in work), desc="problems", unit="prob", disable=not progress,
+               file=sys.stderr)
+    trees: dict[tuple, JsonlAppender] = {}
+    deaths = {id(a): 0 for a in actors}
+    alive = list(actors)
+    new, failures = 0, []
+    try:
+        for model in cfg.models:  # one model at a time: an actor holds one policy
+            queue = [(u, ps[i:i + cfg.batch_problems]) for m, u, ps in work if m is model
+                     for i in range(0, len(ps), cfg.batch_problems)]
+            queue.reverse()  # pop() then hands batches out in plan order
+            idle, running = list(alive), {}
+            while queue or running:
+                while queue and idle:
+                    a = idle.pop(0)
+                    unit, batch = queue.pop()
+                    running[a.run.remote(model, unit, batch)] = (a, unit, batch)
+                if not running:  # every actor is gone: the rest fails now, a resume retries it
+                    unit, batch = queue.pop()
+                    result = failure_records(cfg, model, unit, batch, "RayActorError: no Ray worker left")
+                else:
+                    [ref], _ = ray.wait(list(running), num_returns=1)
+                    a, unit, batch = running.pop(ref)
+                    try:
+                        result = ray.get(ref)
+                        idle.append(a)
+                    except ray.exceptions.RayActorError as e:  # the process died mid-batch
+                        deaths[id(a)] += 1
+                        if deaths[id(a)] <= MAX_RESTARTS:
+                            idle.append(a)  # Ray restarts it; the model reloads on its next batch
+                        else:
+                            alive.remove(a)
+                        msg = f"{type(e).__name__}: {e}".splitlines()[0][:500]
+                        result = failure_records(cfg, model, unit, batch, msg)
+                    except Exception as e:  # noqa: BLE001 - e.g. a result that fails to deserialize
+                        idle.append(a)
+                        msg = f"{type(e).__name__}: {e}".splitlines()[0][:500]
+                        result = failure_records(cfg, model, unit, batch, msg)
+                recs, tree_lines, fails = result
+                if cfg.save_trees:
+                    key = (model.name, unit.label)
+                    if key not in trees:
+                        trees[key] = JsonlAppender(out / "trees" / model.name / f"{unit.label}.jsonl")
+                    trees[key].append(tree_lines)  # trees first: a record implies its tree is on disk
+                new += store.append(recs)
+                failures += fails
+                bar.update(len(batch))
+    finally:
+        bar.close()
+    return new, failures
