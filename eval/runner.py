@@ -15,6 +15,7 @@ import json
 import os
 import platform
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Optional
@@ -43,10 +44,16 @@ def prepare_out(out: Path, cfg: RunConfig, fresh: bool) -> None:
     if out.exists() and not out.is_dir():
         raise BadInput(f"--out {out}: is a file, not a directory")
     probe = out
-    while not probe.exists():
+    while not probe.exists() and probe != probe.parent:
         probe = probe.parent
-    if not os.access(probe, os.W_OK):
-        raise BadInput(f"--out {out}: not writable")
+    if not probe.is_dir():
+        raise BadInput(f"--out {out}: '{probe}' is a file, so no directory can be made under it")
+    # try it rather than ask os.access: root passes access() for any mode, yet /proc or a read-only
+    # mount still refuse; the probe directory is removed at once, so nothing is left behind
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".rebase-probe-", dir=probe))
+    except OSError as e:
+        raise BadInput(f"--out {out}: not writable ({e.strerror or type(e).__name__} in '{probe}')") from None
     cfg_file = out / "config.json"
     if fresh and (out / "results.jsonl").exists():
         raise BadInput(f"--out {out}: already holds results; use `rebase sweep` to resume it or pick another --out")
@@ -61,12 +68,20 @@ def prepare_out(out: Path, cfg: RunConfig, fresh: bool) -> None:
 
 
 def check_models(cfg: RunConfig) -> None:
+    """Missing local model / PRM paths are bad input, found before anything is written."""
+    from rebase.backends.loading import check_path
+
     for i, m in enumerate(cfg.models):
-        looks_local = m.path.startswith((".", "/", "~")) or os.sep in m.path and Path(m.path).exists()
-        if m.backend != "openai" and looks_local and not Path(m.path).expanduser().exists():
-            raise BadInput(f"models.{i}.path: model path '{m.path}' does not exist")
-    if cfg.prm is not None and cfg.prm.path.startswith((".", "/", "~")) and not Path(cfg.prm.path).expanduser().exists():
-        raise BadInput(f"prm.path: model path '{cfg.prm.path}' does not exist")
+        if m.backend != "openai":
+            try:
+                check_path(m.path, m.gguf_file)
+            except BadInput as e:
+                raise BadInput(f"models.{i}.path: {e}") from None
+    if cfg.prm is not None:
+        try:
+            check_path(cfg.prm.path, cfg.prm.gguf_file)
+        except BadInput as e:
+            raise BadInput(f"prm.path: {e}") from None
 
 
 def versions() -> dict[str, str]:
@@ -106,18 +121,24 @@ def execute(cfg: RunConfig, out: Path, *, fresh: bool = False, progress: bool = 
     check_models(cfg)
     problems = load_problems(cfg.dataset)
     units = plan_units(cfg)
-    write_config(out, cfg)
-    store = RecordStore(out / "results.jsonl")
-    done = store.done_keys()
+    # read what is done without creating anything: nothing may be written before the checks pass
+    done = RecordStore.read_done(out / "results.jsonl")
     t0 = time.perf_counter()
     work = [(m, u, pending(u, m.name, cfg.dataset.name, problems, done)) for m in cfg.models for u in units]
     work = [(m, u, ps) for m, u, ps in work if ps]
+    # load the first policy and the PRM now: a bad PRM tag or an unloadable model directory is a
+    # BadInput that must come before config.json / results.jsonl exist
+    first = None if use_ray or not work else preload(cfg, work)
+    write_config(out, cfg)
+    store = RecordStore(out / "results.jsonl")
+    if cfg.save_trees:
+        prune_trees(out, work)
     if use_ray:
         from eval.distributed import run_on_ray
 
         new, failures = run_on_ray(cfg, out, work, store, ray_address, progress)
     else:
-        new, failures = run_local(cfg, out, work, store, progress)
+        new, failures = run_local(cfg, out, work, store, progress, first)
     recs = store.load()
     good = [r for r in recs.values() if not r.get("error")]
     return {"out": str(out), "records": len(recs), "new_records": new, "failed": len(failures),
@@ -125,7 +146,61 @@ def execute(cfg: RunConfig, out: Path, *, fresh: bool = False, progress: bool = 
             "elapsed_s": round(time.perf_counter() - t0, 2)}
 
 
-def run_local(cfg: RunConfig, out: Path, work: list, store: RecordStore, progress: bool) -> tuple[int, list[str]]:
+def preload(cfg: RunConfig, work: list) -> Any:
+    """A Worker for the first model with work, its generator and (when any unit needs it) the PRM
+    loaded; load-time problems become BadInput naming the config key."""
+    from eval.worker import Worker
+
+    i, model = next((i, m) for i, m in enumerate(cfg.models) if any(w[0] is m for w in work))
+    worker = Worker(cfg, model)
+    try:
+        worker.generator
+    except BadInput as e:
+        msg = str(e)
+        raise BadInput(msg if msg.startswith("models.") else f"models.{i}: {msg}") from None
+    if any(u.needs_prm for _, u, _ in work):
+        try:
+            worker.prm()
+        except BadInput as e:
+            msg = str(e)
+            raise BadInput(msg if msg.startswith("prm") else f"prm: {msg}") from None
+    return worker
+
+
+def prune_trees(out: Path, work: list) -> None:
+    """Drop tree lines of problems about to be searched again. A kill between a batch's tree lines
+    and its records leaves trees without records; the rerun writes them anew, so without this the
+    tree file would hold the batch twice."""
+    for model, unit, ps in work:
+        path = out / "trees" / model.name / f"{unit.label}.jsonl"
+        if not path.exists():
+            continue
+        ids = {p.id for p in ps}
+        with open(path, "rb") as f:
+            lines = f.read().split(b"\n")
+        keep = []
+        for raw in lines:
+            if not raw.strip():
+                continue
+            try:
+                pid = json.loads(raw).get("problem_id")
+            except ValueError:
+                continue  # a torn last line: cut here as the appender would
+            if pid not in ids:
+                keep.append(raw + b"\n")
+        blob = b"".join(keep)
+        if len(blob) == path.stat().st_size:
+            continue
+        tmp = path.with_suffix(".jsonl.tmp")
+        with open(tmp, "wb") as f:
+            f.write(blob)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)  # atomic: a kill here leaves the old file or the new one
+
+
+def run_local(cfg: RunConfig, out: Path, work: list, store: RecordStore, progress: bool,
+              first: Any = None) -> tuple[int, list[str]]:
     from tqdm import tqdm
 
     from eval.worker import Worker
@@ -138,7 +213,10 @@ def run_local(cfg: RunConfig, out: Path, work: list, store: RecordStore, progres
         mine = [(u, ps) for m, u, ps in work if m is model]
         if not mine:
             continue
-        worker = Worker(cfg, model, prm=prm)
+        if first is not None and first.model is model:
+            worker, first = first, None
+        else:
+            worker = Worker(cfg, model, prm=prm)
         for unit, ps in mine:
             trees = JsonlAppender(out / "trees" / model.name / f"{unit.label}.jsonl") if cfg.save_trees else None
             for i in range(0, len(ps), cfg.batch_problems):

@@ -79,7 +79,35 @@ class JsonlAppender:
 
 
 class RecordStore(JsonlAppender):
-    """DIR/results.jsonl keyed by (model, dataset, problem, strategy, aggregator, budget, seed)."""
+    """DIR/results.jsonl keyed by (model, dataset, problem, strategy, aggregator, budget, seed).
+
+    A success is written once: `append` skips records whose key already holds a success, so a
+    batch recomputed after a kill (e.g. one whose write was cut after some whole lines) cannot
+    leave a key twice in the file."""
+
+    def __init__(self, path: Path):
+        super().__init__(path)
+        self._done: set[tuple] | None = None
+
+    @staticmethod
+    def read_done(path: Path) -> set[tuple]:
+        """Keys with a successful record, read without creating or changing anything."""
+        return {record_key(r) for r in read_jsonl(Path(path), warn=False) if not r.get("error")}
+
+    def append(self, rows: Iterable[dict]) -> int:
+        if self._done is None:
+            self._done = self.done_keys()
+        fresh, seen = [], set()
+        for r in rows:
+            key = record_key(r)
+            if key in self._done or key in seen:
+                continue
+            fresh.append(r)
+            if not r.get("error"):
+                seen.add(key)
+        n = super().append(fresh)
+        self._done |= seen
+        return n
 
     def load(self) -> dict[tuple, dict]:
         out: dict[tuple, dict] = {}

@@ -203,7 +203,9 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
 
 
 def _format_error(source: str, err: ValidationError) -> str:
-    e = err.errors()[0]
+    # an unknown key first: a misspelt key also shows up as the missing key it was meant to be
+    errs = sorted(err.errors(), key=lambda x: x["type"] != "extra_forbidden")
+    e = errs[0]
     loc = ".".join(str(x) for x in e["loc"]) or "(top level)"
     msg = e["msg"]
     if e["type"] == "extra_forbidden":
