@@ -194,8 +194,69 @@ def test_prm_fault_for_one_problem(tmp_path, tiny_dir, data_dir, scripted, capsy
 # -- HTTP: the openai backend against the fault-injecting server -----------------------------------
 
 HAVE_HTTP = (ROOT / "tests" / "fault_server.py").exists() and (ROOT / "rebase" / "backends" / "openai_backend.py").exists()
+http = pytest.mark.skipif(not HAVE_HTTP, reason="tests/fault_server.py or the openai backend is not in the tree")
+SECRET = "sk-rebase-test-5ecret-9f2c"
 
 
-@pytest.mark.skipif(not HAVE_HTTP, reason="tests/fault_server.py or the openai backend is not in the tree yet")
-def test_http_faults_retried_or_recorded():  # pragma: no cover - filled in once the server exists
-    pytest.skip("the fault server's interface is not settled yet")
+def http_cfg(tiny_dir: Path, data_dir: Path, url: str, retries: int) -> dict:
+    return {
+        # a local folder as path: tokenizer and FLOP spec come from it, generation from the server
+        "models": [{"name": "served", "path": str(tiny_dir / "llama"), "backend": "openai", "base_url": url,
+                    "api_key_env": "REBASE_TEST_KEY", "max_retries": retries, "timeout_s": 5}],
+        "dataset": {"name": "gsm8k", "path": str(data_dir / "gsm8k" / "test.jsonl"), "limit": 2},
+        "strategies": [{"name": "majority", "budgets": [2]}],
+        "sampling": {"max_tokens": 8, "max_step_tokens": 4},
+        "batch_problems": 1,  # one request in flight at a time: the script's faults hit a known problem
+    }
+
+
+def no_secret(out: Path, *texts: str) -> None:
+    for f in out.rglob("*"):
+        if f.is_file():
+            assert SECRET not in f.read_text(encoding="utf-8", errors="replace"), f
+    for t in texts:
+        assert SECRET not in t
+
+
+@http
+def test_http_faults_retried_then_success(tmp_path, tiny_dir, data_dir, monkeypatch, capsys, caplog):
+    from fault_server import FaultServer
+
+    monkeypatch.setenv("REBASE_TEST_KEY", SECRET)
+    with FaultServer(script=["500", "429", "503"]) as srv:
+        p = write_cfg(tmp_path, http_cfg(tiny_dir, data_dir, srv.base_url, retries=3))
+        code = main(["run", str(p), "--out", str(tmp_path / "out"), "--no-progress"])
+        calls, sent = srv.calls, srv.requests
+    cap = capsys.readouterr()
+    summary = json.loads(cap.out.strip().splitlines()[-1])
+    assert code == 0 and summary["failed"] == 0 and summary["records"] == 2
+    assert calls == 2 + 3  # every fault was retried, no request was sent twice after a success
+    assert all(r["headers"].get("Authorization") == f"Bearer {SECRET}" for r in sent)
+    no_secret(tmp_path / "out", cap.out, cap.err, caplog.text)
+
+
+@http
+def test_http_retries_exhausted_records_failure(tmp_path, tiny_dir, data_dir, monkeypatch, capsys, caplog):
+    from fault_server import FaultServer
+
+    monkeypatch.setenv("REBASE_TEST_KEY", SECRET)
+    out = tmp_path / "out"
+    # problem 0 meets 500 twice (1 retry allowed), problem 1 a 401 that echoes the key back
+    with FaultServer(script=["500", "500", "401echo"]) as srv:
+        p = write_cfg(tmp_path, http_cfg(tiny_dir, data_dir, srv.base_url, retries=1))
+        code = main(["run", str(p), "--out", str(out), "--no-progress"])
+    cap = capsys.readouterr()
+    summary = json.loads(cap.out.strip().splitlines()[-1])
+    assert code == 1 and summary["failed"] == 2
+    recs = records(out)
+    errs = {r["problem_id"]: r["error"] for r in recs}
+    assert "HTTP 500" in errs["gsm8k-0"] and "2 attempt" in errs["gsm8k-0"]
+    assert "401" in errs["gsm8k-1"]
+    no_secret(out, cap.out, cap.err, caplog.text)
+
+    # the server is healthy again: the resumed sweep fills in exactly the two failures
+    with FaultServer() as srv:
+        p = write_cfg(tmp_path, http_cfg(tiny_dir, data_dir, srv.base_url, retries=1))
+        assert main(["sweep", str(p), "--out", str(out), "--no-progress"]) == 0
+        assert srv.calls == 2
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["new_records"] == 2
