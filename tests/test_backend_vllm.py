@@ -52,19 +52,23 @@ def test_safetensors_param_count_matches_weights(tiny_dir, tmp_path):
     assert safetensors_param_count(tmp_path) is None
 
 
-@pytest.fixture(scope="session")
-def vllm_model_dir(tiny_dir, tmp_path_factory):
+def rescaled_copy(src, out):
+    """A copy of the model folder `src` in `out` with the token embedding rescaled to EMBED_STD."""
     import torch
     from safetensors.torch import load_file, save_file
 
-    out = tmp_path_factory.mktemp("vllm_llama")
-    shutil.copytree(tiny_dir / "llama", out, dirs_exist_ok=True)
+    shutil.copytree(src, out, dirs_exist_ok=True)
     weights = load_file(out / "model.safetensors")
     emb = weights["model.embed_tokens.weight"].float()
     weights["model.embed_tokens.weight"] = emb * (EMBED_STD / emb.std())
     save_file({k: v.contiguous().to(torch.float32) for k, v in weights.items()}, out / "model.safetensors",
               metadata={"format": "pt"})
     return out
+
+
+@pytest.fixture(scope="session")
+def vllm_model_dir(tiny_dir, tmp_path_factory):
+    return rescaled_copy(tiny_dir / "llama", tmp_path_factory.mktemp("vllm_llama"))
 
 
 @pytest.fixture(scope="session")
@@ -153,8 +157,11 @@ def test_eos_and_length(vllm_gen):
 def test_prefix_cache_reported_for_extended_prompt(vllm_gen):
     parent = vllm_gen.encode("Start with 41. Multiply by 3. Subtract 8. " * 6)
     assert len(parent) >= 64  # at least two 32-token blocks
-    (p,), = vllm_gen.generate([GenerationRequest(prompt_token_ids=parent, temperature=0.0, max_tokens=8)])
-    assert p.cached_tokens == 0  # nothing of this prompt was seen before
+    fresh = vllm_gen.generate([GenerationRequest(prompt_token_ids=parent, n=3, temperature=1.0, max_tokens=8, seed=0)])[0]
+    # nothing of this prompt was seen before: sample 0 pays it (vLLM's own n > 1 would report a
+    # sibling's hit here), the siblings share it
+    assert [c.cached_tokens for c in fresh] == [0, len(parent), len(parent)]
+    p = fresh[0]
     child = parent + p.token_ids + vllm_gen.encode(" Next")
     (c,), = vllm_gen.generate([GenerationRequest(prompt_token_ids=child, temperature=0.0, max_tokens=4)])
     assert c.prompt_tokens == len(child)

@@ -11,7 +11,9 @@ How:
 - finish reasons: "length" -> length; "stop" with a string stop_reason -> stop (vLLM already cut
   the stop string from the text, token ids keep every generated id); "stop" with stop_reason None
   (EOS) or an int (a stop token id) -> eos;
-- cached tokens: sample 0 reports vLLM's prefix-cache hit; samples 1..n-1 share that prompt and
+- cached tokens: sample 0 reports the smallest prefix-cache hit among the request's samples (the
+  one that computed the prompt; with n > 1 in one vLLM request, RequestOutput.num_cached_tokens is
+  a sibling's hit and can count a fresh prompt as cached); samples 1..n-1 share that prompt and
   report cached_tokens = prompt_tokens (the transformers backend's convention: the prompt is paid
   once per request);
 - the FLOP spec comes from the HF config plus the parameter count read from the safetensors
@@ -164,23 +166,25 @@ class VLLMGenerator:
         result: list[list[Completion]] = []
         k = 0
         for r in requests:
-            samples = []
-            for i in range(r.n):
-                out = outs[k]
-                k += 1
-                samples.append(self._completion(out, first=i == 0))
+            samples = [self._completion(o) for o in outs[k:k + r.n]]
+            k += r.n
+            # the sample that computed the shared prompt has the smallest prefix-cache hit: book it on
+            # sample 0; the siblings report the prompt as cached (it is paid once per request)
+            samples[0].cached_tokens = min(s.cached_tokens for s in samples)
+            for s in samples[1:]:
+                s.cached_tokens = s.prompt_tokens
             result.append(samples)
         return result
 
     @staticmethod
-    def _completion(out: Any, first: bool) -> Completion:
+    def _completion(out: Any) -> Completion:
         c = out.outputs[0]
         finish, stop = map_finish(c.finish_reason, c.stop_reason)
         prompt_tokens = len(out.prompt_token_ids)
-        cached = min(int(out.num_cached_tokens or 0), prompt_tokens) if first else prompt_tokens
         ids = list(c.token_ids)
         return Completion(text=c.text, token_ids=ids, finish_reason=finish, prompt_tokens=prompt_tokens,
-                          cached_tokens=cached, generated_tokens=len(ids), stop_reason=stop)
+                          cached_tokens=min(int(out.num_cached_tokens or 0), prompt_tokens),
+                          generated_tokens=len(ids), stop_reason=stop)
 
     # -- prompts ------------------------------------------------------------------------------
 
