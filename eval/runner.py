@@ -158,13 +158,22 @@ def preload(cfg: RunConfig, work: list) -> Any:
     except BadInput as e:
         msg = str(e)
         raise BadInput(msg if msg.startswith("models.") else f"models.{i}: {msg}") from None
+    except (OSError, ValueError) as e:  # e.g. a folder without a usable tokenizer or weights
+        raise BadInput(f"models.{i}.path: cannot load '{model.path}' ({_first_line(e)})") from None
     if any(u.needs_prm for _, u, _ in work):
         try:
             worker.prm()
         except BadInput as e:
             msg = str(e)
             raise BadInput(msg if msg.startswith("prm") else f"prm: {msg}") from None
+        except (OSError, ValueError) as e:
+            raise BadInput(f"prm.path: cannot load '{cfg.prm.path}' ({_first_line(e)})") from None
     return worker
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0].strip() if text else ''}"[:300]
 
 
 def prune_trees(out: Path, work: list) -> None:
