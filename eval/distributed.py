@@ -116,7 +116,7 @@ class SweepActor:
             return failure_records(self.cfg, model, unit, problems, msg, worker)
 
 
-def _connect(ray: Any, address: Optional[str]) -> Optional[str]:
+def _connect(ray: Any, address: Optional[str], cfg: RunConfig) -> Optional[str]:
     """Start or join Ray; returns the temp dir of a local instance we started (to remove later)."""
     if address is not None:
         try:
@@ -128,8 +128,8 @@ def _connect(ray: Any, address: Optional[str]) -> Optional[str]:
     # their instance (a bare ray.init() would attach to the latest `ray start` one)
     tmp = tempfile.mkdtemp(prefix="rebase-ray-", dir="/tmp")
     try:
-        ray.init(address="local", num_cpus=_env_int("REBASE_RAY_CPUS", None), include_dashboard=False,
-                 object_store_memory=_env_int("REBASE_RAY_OBJECT_STORE_MB", 256, minimum=80) * 2**20,
+        ray.init(address="local", num_cpus=_env_int("REBASE_RAY_CPUS", cfg.ray.cpus), include_dashboard=False,
+                 object_store_memory=_env_int("REBASE_RAY_OBJECT_STORE_MB", cfg.ray.object_store_mb, minimum=80) * 2**20,
                  logging_level=logging.WARNING, _temp_dir=tmp)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -142,11 +142,11 @@ def run_on_ray(cfg: RunConfig, out: Any, work: list, store: RecordStore, ray_add
     """eval.runner's Ray path: same inputs and results as run_local. Returns (new records, failures)."""
     if not work:
         return 0, []  # resume with nothing pending: no cluster needed
-    requested = _env_int("REBASE_RAY_WORKERS", None)  # checked before anything starts
+    requested = _env_int("REBASE_RAY_WORKERS", cfg.ray.workers)  # checked before anything starts
     import ray
 
     owned = not ray.is_initialized()  # a caller's own session is left running
-    tmp = _connect(ray, ray_address) if owned else None
+    tmp = _connect(ray, ray_address, cfg) if owned else None
     actors: list = []
     try:
         n, opts = plan_actors(ray.cluster_resources(), requested)

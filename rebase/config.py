@@ -148,6 +148,15 @@ class SamplingConfig(Strict):
     max_depth: PositiveInt = 25
 
 
+class RayConfig(Strict):
+    """`rebase sweep --ray`: actors and local-instance resources (env vars REBASE_RAY_WORKERS,
+    REBASE_RAY_CPUS, REBASE_RAY_OBJECT_STORE_MB override these)."""
+
+    workers: Optional[PositiveInt] = None  # CPU actors (default min(2, cluster CPUs)); GPUs: one per GPU
+    cpus: Optional[PositiveInt] = None  # CPUs of a local instance (default: all cores)
+    object_store_mb: int = Field(256, ge=80)  # object store of a local instance
+
+
 class RunConfig(Strict):
     """Top-level config; the key names here are the contract (DESIGN.md)."""
 
@@ -164,6 +173,7 @@ class RunConfig(Strict):
     sample_reuse: bool = True  # N-sample strategies share one pool per (model, problem, seed)
     include_truncated: bool = False  # whether truncated solutions vote
     output: Optional[str] = None  # default output directory
+    ray: RayConfig = Field(default_factory=RayConfig)
 
 
 def _set_dotted(d: dict[str, Any], key: str, value: Any) -> None:
