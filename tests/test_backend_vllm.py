@@ -182,3 +182,36 @@ def test_render_chat_encode_and_flop_spec(vllm_gen, vllm_model_dir):
     spec = vllm_gen.flop_spec
     assert spec.n_params == _param_count(vllm_model_dir)
     assert (spec.n_layer, spec.d_attn, spec.d_model) == (2, 128, 128)
+
+
+@pytest.mark.slow
+def test_same_config_runs_on_vllm_and_transformers(vllm_gen, vllm_model_dir, tiny_dir, data_dir):
+    """One seeded config through the real sweep worker on both backends: both give valid records,
+    and REBASE on vLLM reads its children's prompts from the prefix cache (cached tokens > 0)."""
+    from eval.datasets import load_problems
+    from eval.plan import plan_units
+    from eval.records import FIELDS
+    from eval.worker import Worker
+    from rebase.config import RunConfig
+
+    cfg = RunConfig.model_validate({
+        "models": [{"name": "tiny", "path": str(vllm_model_dir)}],
+        "prm": {"family": "step_tag", "path": str(tiny_dir / "prm_llama"), "tag": " ки", "good": "+", "bad": "-"},
+        "dataset": {"name": "gsm8k", "path": str(data_dir / "gsm8k" / "test.jsonl"), "limit": 3},
+        "strategies": [{"name": "greedy", "budgets": [1]}, {"name": "weighted_majority", "budgets": [4]},
+                       {"name": "rebase", "budgets": [4]}],
+        "sampling": {"max_tokens": 48, "max_step_tokens": 12, "max_depth": 4},
+    })
+    problems = load_problems(cfg.dataset)
+    hf = Worker(cfg, cfg.models[0])
+    vl = Worker(cfg, cfg.models[0], generator=vllm_gen, prm=hf.prm())
+    for unit in plan_units(cfg):
+        for worker in (hf, vl):
+            recs, trees, fails = worker.run(unit, problems)
+            assert not fails and len(recs) == len(problems) * len(unit.outputs)
+            for r in recs:
+                assert set(FIELDS) <= set(r) and r["error"] is None
+                assert r["policy_generated_tokens"] > 0 and r["flops_policy"] > 0
+            if worker is vl and unit.strategy == "rebase":
+                assert all(r["policy_cached_tokens"] > 0 for r in recs)
+                assert all(r["n_candidates"] == 4 for r in recs)
