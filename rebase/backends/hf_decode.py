@@ -6,8 +6,9 @@ prompt. The prefill batch is laid out per row as
 with a 2D attention mask that hides every padding column and explicit position ids, so rows with
 different cached and uncached lengths share a forward. Only the last position's logits are computed
 (logits_to_keep=1), as the FLOP ledger prices it. The prefill KV is then expanded to one row per
-sample; every decode step feeds each live row its last token. Finished rows leave the batch (and
-columns that became all-padding are trimmed), so a finished sample costs nothing more.
+sample, into slabs that decode steps append to in place (hf_kv.py); every decode step feeds each
+live row its last token. Finished rows leave the batch (live rows from its end move into their
+places, and columns that became all-padding are trimmed), so a finished sample costs nothing more.
 
 Finishing follows vLLM: an EOS id ends with "eos" (kept in token_ids, not in text); a stop string in
 the generated text ends with "stop" (text cut before it, token_ids keep every id); max_tokens gives
@@ -23,6 +24,7 @@ from typing import Any, Optional
 import torch
 
 from rebase.backends.hf_cache import KVEntry, PrefixKVCache
+from rebase.backends.hf_kv import SlabLayer, compaction_order
 from rebase.backends.hf_sampling import sample_next
 from rebase.types import Completion
 
@@ -125,8 +127,11 @@ class BatchDecoder:
                 for g in groups for j, s in enumerate(g.samples)]
         index = torch.tensor([i for i, g in enumerate(groups) for _ in g.samples], device=self.device)
         if len(rows) != len(groups):  # share each group's prefill among its samples
-            cache.batch_select_indices(index)
             mask, logits = mask[index], logits[index]
+        # one copy into slabs sized for the whole decode: steps then append in place (hf_kv.py)
+        extra = max(g.max_tokens for g in groups)
+        cache.layers = [SlabLayer(layer.keys, layer.values, index if len(rows) != len(groups) else None, extra)
+                        for layer in cache.layers]
         dev = self.device
         temp = torch.tensor([r.group.temperature for r in rows], device=dev, dtype=torch.float32)
         top_p = torch.tensor([r.group.top_p for r in rows], device=dev, dtype=torch.float32)
@@ -143,12 +148,15 @@ class BatchDecoder:
                 if self.store is not None:
                     self._store(rows[i], cache, i, mask[i])
             if finished:
-                keep_list = sorted(set(range(len(rows))) - {i for i, _, _ in finished})
-                if not keep_list:
+                if len(finished) == len(rows):
                     return results
-                keep = torch.tensor(keep_list, device=dev)
-                cache.batch_select_indices(keep)
-                rows = [rows[i] for i in keep_list]
+                # live rows from the end fill the holes: only they are copied (hf_kv.py)
+                order, holes, movers = compaction_order(len(rows), {i for i, _, _ in finished})
+                h, m = torch.tensor(holes, device=dev), torch.tensor(movers, device=dev)
+                for layer in cache.layers:
+                    layer.move_rows(h, m, len(order))
+                keep = torch.tensor(order, device=dev)
+                rows = [rows[i] for i in order]
                 mask, tokens, next_pos = mask[keep], tokens[keep], next_pos[keep]
                 temp, top_p, seeds, sample_idx = temp[keep], top_p[keep], seeds[keep], sample_idx[keep]
                 mask = self._trim(cache, mask)
@@ -211,6 +219,5 @@ class BatchDecoder:
         if first == 0:
             return mask
         for layer in cache.layers:
-            layer.keys = layer.keys[..., first:, :]
-            layer.values = layer.values[..., first:, :]
+            layer.drop_front(first)
         return mask[:, first:]

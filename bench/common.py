@@ -1,0 +1,205 @@
+"""Shared pieces of the benchmarks (bench/cpu.py, bench/gpu.py): a random policy and PRM built
+locally, a step-rate calibration, timed strategy runs and a FLOP meter.
+
+Why: the benchmarks must run with no model hub and no internet, yet the search must behave like a
+real one: steps that end at the "\\n" delimiter after a realistic number of tokens, solutions that
+sometimes end with EOS, a PRM whose scores differ between nodes. So:
+- the tokenizer is tests/tiny_models.py's byte-level BPE (trained on GSM8K text, ~4k tokens);
+- the policy is a seeded random Llama / Qwen2 saved to a temporary folder and loaded by the real
+  transformers backend (rebase/backends/hf.py);
+- after loading, its output head gets a bias vector (`set_stop_bias`): the "\\n" and EOS logits are
+  raised by amounts solved for (`calibrate`) so that, on the prompts' own hidden states, P("\\n")
+  and P(EOS) per token hit the wanted rates (e.g. 1/24 and 1/300); ids the tokenizer does not have
+  (a 151k-row Qwen2 head over a 4k tokenizer) get -1e4, so every sample decodes;
+- the PRM is a tiny random step_tag model (reward_models/step_tag.py) over the same tokenizer.
+
+Nothing runs at import. Used as `from bench.common import ...` with the repo root on sys.path.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+
+
+def log(*parts: Any) -> None:
+    print(*parts, file=sys.stderr, flush=True)
+
+
+def build_world(root: Path, arch: str, hidden: int, layers: int, heads: int, kv_heads: int, intermediate: int,
+                vocab: Optional[int] = None, tok_vocab: int = 4096) -> tuple[Path, Path]:
+    """Tokenizer + random policy + tiny PRM saved under `root`; returns (policy dir, PRM dir).
+    `vocab` pads the policy's embedding beyond the tokenizer (the GPU shape's 151k rows)."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    import torch
+    from tiny_models import build_model, build_tokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, Qwen2Config
+
+    build_tokenizer(root / "tok", DATA, vocab_size=tok_vocab)
+    build_model(root / "prm", root / "tok", "llama", hidden=128, layers=2, heads=2, kv_heads=1, intermediate=256,
+                seed=7)
+    tok = AutoTokenizer.from_pretrained(root / "tok")
+    Cfg = {"llama": LlamaConfig, "qwen2": Qwen2Config}[arch]
+    cfg = Cfg(vocab_size=vocab or len(tok), hidden_size=hidden, intermediate_size=intermediate,
+              num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=kv_heads,
+              head_dim=hidden // heads, max_position_embeddings=4096, bos_token_id=tok.bos_token_id,
+              eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, tie_word_embeddings=True)
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(cfg)
+    with torch.no_grad():  # larger logits than the default init, so sampled text is not uniform noise
+        model.get_input_embeddings().weight.mul_(2)
+    model.save_pretrained(root / "policy")
+    tok.save_pretrained(root / "policy")
+    return root / "policy", root / "prm"
+
+
+def set_stop_bias(model: Any, n_tok: int, boosts: dict[int, float]) -> None:
+    """Replace the output head by a biased Linear sharing its weight: +boost on the given ids,
+    -1e4 on ids >= n_tok. FlopCounterMode prices addmm like mm, so the FLOP check is unaffected."""
+    import torch
+
+    head = model.get_output_embeddings()
+    vocab = head.weight.shape[0]
+    bias = torch.zeros(vocab, dtype=head.weight.dtype, device=head.weight.device)
+    bias[n_tok:] = -1e4
+    for i, b in boosts.items():
+        bias[i] = b
+    new = torch.nn.Linear(head.weight.shape[1], vocab, bias=True, device="meta")
+    new.weight = head.weight
+    new.bias = torch.nn.Parameter(bias, requires_grad=False)
+    model.set_output_embeddings(new)
+
+
+def calibrate(gen: Any, prompts: list[str], rates: dict[int, float]) -> dict[int, float]:
+    """Bias per id such that its mean softmax probability over the prompts' positions is the wanted
+    rate (bisection on each id, the others at their solved bias)."""
+    import torch
+
+    set_stop_bias(gen.model, len(gen.tokenizer), {})
+    with torch.inference_mode():
+        hs = []
+        for p in prompts:
+            ids = torch.tensor([gen.encode(p)], device=gen.device)
+            out = gen.model.model(input_ids=ids)
+            hs.append(out.last_hidden_state[0])
+        logits = gen.model.get_output_embeddings()(torch.cat(hs)).float()
+    bias = {i: 0.0 for i in rates}
+    for _ in range(3):  # a few sweeps: each id's solve sees the others' current bias
+        for i, want in rates.items():
+            lo, hi = -20.0, 40.0
+            for _ in range(40):
+                mid = (lo + hi) / 2
+                z = logits.clone()
+                for j, b in bias.items():
+                    z[:, j] += mid if j == i else b
+                p = torch.softmax(z, dim=-1)[:, i].mean().item()
+                lo, hi = (mid, hi) if p < want else (lo, mid)
+            bias[i] = (lo + hi) / 2
+    set_stop_bias(gen.model, len(gen.tokenizer), bias)
+    return bias
+
+
+def load_problems(n: int) -> list[Any]:
+    from rebase.types import Problem
+
+    rows = [json.loads(line) for line in (DATA / "gsm8k" / "test.jsonl").read_text().splitlines()[:n]]
+    return [Problem(id=str(i), question=r["question"], gold=r["answer"].split("####")[-1].strip(), dataset="gsm8k")
+            for i, r in enumerate(rows)]
+
+
+class TimedGenerator:
+    """Forwards to a generator, adding up the wall time of its generate calls (the policy share)
+    and, with `meter`, the FLOPs torch's counter measures inside them (PRM forwards excluded)."""
+
+    def __init__(self, inner: Any, meter: bool = False):
+        self.inner = inner
+        self.meter = meter
+        self.seconds = 0.0
+        self.measured_flops = 0
+        self.calls = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def generate(self, requests: list[Any]) -> list[Any]:
+        t0 = time.perf_counter()
+        self.calls += 1
+        if not self.meter:
+            out = self.inner.generate(requests)
+        else:
+            from rebase.flop_count import flop_counter
+
+            with flop_counter() as fc:
+                out = self.inner.generate(requests)
+            self.measured_flops += fc.get_total_flops()
+        self.seconds += time.perf_counter() - t0
+        return out
+
+
+@dataclass
+class RunStats:
+    wall_s: float
+    policy_s: float
+    generated: int
+    processed: int
+    prm_tokens: int
+    nodes: int
+    flops_policy: float
+    calls: int
+    measured_flops: int = 0
+
+    @property
+    def per_token_ms(self) -> float:
+        return 1000 * self.wall_s / max(self.generated, 1)
+
+
+def run_strategy(strategy: Any, problems: list[Any], budget: int, ctx: Any, meter: bool = False,
+                 one_by_one: bool = False) -> RunStats:
+    """Time one search over `problems` (all in one batch, or one problem per search call). A fresh
+    prefix cache each run, so runs do not feed each other's KV."""
+    from dataclasses import replace
+
+    gen = ctx.generator
+    if gen.prefix_cache is not None:
+        gen.prefix_cache.clear()
+    timed = TimedGenerator(gen, meter)
+    c = replace(ctx, generator=timed)
+    t0 = time.perf_counter()
+    batches = [[p] for p in problems] if one_by_one else [problems]
+    results = [r for b in batches for r in strategy.search(b, budget, c)]
+    wall = time.perf_counter() - t0
+    led = [r.ledger for r in results]
+    return RunStats(wall_s=wall, policy_s=timed.seconds,
+                    generated=sum(x.tokens("policy", "generated_tokens") for x in led),
+                    processed=sum(x.tokens("policy", "processed_tokens") for x in led),
+                    prm_tokens=sum(x.summary()["prm_tokens"] for x in led),
+                    nodes=sum(len(r.nodes) - 1 for r in results),
+                    flops_policy=sum(x.flops("policy") for x in led), calls=timed.calls,
+                    measured_flops=timed.measured_flops)
+
+
+def alternate(variants: dict[str, Callable[[], RunStats]], repeats: int) -> dict[str, list[RunStats]]:
+    """Run the variants in turn (A B C, B C A, ...), `repeats` rounds, so slow phases of a shared
+    machine hit every variant alike."""
+    names = list(variants)
+    out: dict[str, list[RunStats]] = {k: [] for k in names}
+    for r in range(repeats):
+        order = names[r % len(names):] + names[: r % len(names)]
+        for k in order:
+            s = variants[k]()
+            out[k].append(s)
+            log(f"  [{r + 1}/{repeats}] {k}: {s.wall_s:.2f}s, {s.generated} tokens, {s.per_token_ms:.2f} ms/token, "
+                f"policy {s.policy_s:.2f}s, {s.calls} generate calls")
+    return out
+
+
+def median(xs: list[float]) -> float:
+    return statistics.median(xs)

@@ -1,0 +1,115 @@
+"""Decode-time KV storage for the transformers backend: preallocated slabs with in-place appends.
+
+Why: transformers' DynamicLayer appends a token with torch.cat, which copies the whole cache of
+the batch at every step, and dropping finished rows (batch_select_indices) copies it again. In
+tree search some row finishes at almost every step (a step ends at "\\n" after ~20 tokens, so a
+batch of 128 rows loses several per step), so these copies, not the matmuls, dominated a CPU
+profile (torch.cat + batch_select_indices ~ 1/3 of decode time at 8 problems x 16 samples).
+
+A `SlabLayer` keeps one layer's keys and values in a (rows, heads, capacity, head_dim) buffer sized
+for the whole decode (prompt + max new tokens); a step writes its one new column in place and
+attention reads a view of the first `n` columns of the first `rows` rows. Finished rows are
+removed by `move_rows`: the live rows at the end of the batch move into the holes, so only those
+rows are copied, not the batch. The decoder reorders its own per-row state the same way
+(`compaction_order`); results do not depend on row order (sampling noise is keyed by request
+seed, sample index and step, rebase/backends/hf_sampling.py).
+
+    cache.layers[i] = SlabLayer(layer.keys, layer.values, index, extra=max_new_tokens)
+    order, holes, movers = compaction_order(n_rows, dead)
+    for layer in cache.layers: layer.move_rows(holes, movers, len(order))
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import torch
+from transformers.cache_utils import DynamicLayer
+
+
+class SlabLayer(DynamicLayer):
+    """A DynamicLayer whose storage is a preallocated buffer; `keys` / `values` are views of it."""
+
+    def __init__(self, keys: torch.Tensor, values: torch.Tensor, index: Optional[torch.Tensor] = None,
+                 extra: int = 0):
+        super().__init__()
+        if index is not None:
+            keys, values = keys.index_select(0, index), values.index_select(0, index)
+        b, h, n, d = keys.shape
+        self._k = keys.new_empty((b, h, n + extra, d))
+        self._v = values.new_empty((b, h, n + extra, values.shape[-1]))
+        self._k[:, :, :n] = keys
+        self._v[:, :, :n] = values
+        self.rows, self.n = b, n
+        self.dtype, self.device = keys.dtype, keys.device
+        self.is_initialized = True
+
+    # the mixin and DynamicLayer read and assign `keys` / `values`; assignment adopts the tensor
+    @property
+    def keys(self) -> Any:
+        return None if self._k is None else self._k[: self.rows, :, : self.n]
+
+    @keys.setter
+    def keys(self, value: Any) -> None:
+        self._k = value
+        if value is not None:
+            self.rows, self.n = value.shape[0], value.shape[-2]
+
+    @property
+    def values(self) -> Any:
+        return None if self._v is None else self._v[: self.rows, :, : self.n]
+
+    @values.setter
+    def values(self, value: Any) -> None:
+        self._v = value
+
+    def _grow(self, need: int) -> None:
+        """Rarely used: a caller fed more tokens than the slab was sized for."""
+        cap = max(need, 2 * self._k.shape[-2])
+        for name in ("_k", "_v"):
+            old = getattr(self, name)
+            new = old.new_empty(old.shape[:2] + (cap, old.shape[-1]))
+            new[:, :, : self.n] = old[:, :, : self.n]
+            setattr(self, name, new)
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any):
+        m = key_states.shape[-2]
+        if self.n + m > self._k.shape[-2]:
+            self._grow(self.n + m)
+        self._k[: self.rows, :, self.n : self.n + m] = key_states
+        self._v[: self.rows, :, self.n : self.n + m] = value_states
+        self.n += m
+        return self.keys, self.values
+
+    def get_seq_length(self) -> int:
+        return self.n
+
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        self._k = self._k[: self.rows].index_select(0, indices)
+        self._v = self._v[: self.rows].index_select(0, indices)
+        self.rows = len(indices)
+
+    def drop_front(self, cols: int) -> None:
+        """Forget the first `cols` columns (padding in every row) without copying."""
+        self._k = self._k[:, :, cols:]
+        self._v = self._v[:, :, cols:]
+        self.n -= cols
+
+    def move_rows(self, holes: torch.Tensor, movers: torch.Tensor, rows: int) -> None:
+        """Copy rows `movers` into rows `holes`, then keep the first `rows` rows."""
+        if len(holes):
+            self._k.index_copy_(0, holes, self._k.index_select(0, movers))
+            self._v.index_copy_(0, holes, self._v.index_select(0, movers))
+        self.rows = rows
+
+
+def compaction_order(n_rows: int, dead: set[int]) -> tuple[list[int], list[int], list[int]]:
+    """New row order after removing `dead` rows: live rows below the new size stay where they are,
+    each hole is filled by a live row from the end. Returns (order, holes, movers)."""
+    live = n_rows - len(dead)
+    holes = [i for i in range(live) if i in dead]
+    movers = [i for i in range(live, n_rows) if i not in dead]
+    order = list(range(live))
+    for h, m in zip(holes, movers):
+        order[h] = m
+    return order, holes, movers
