@@ -8,10 +8,11 @@ style labels for training and checking a step PRM).
     Question: "Start with 17. Add 25. Multiply by 3. Subtract 8. What is the result?"
     Steps:    ["17 + 25 = 42", "42 * 3 = 126", "126 - 8 = 118", "The answer is 118"]
 
-Levels 1-5 have 2-6 operations and growing number ranges (results capped at 99, 99, 99, 149,
-199). Every intermediate result is a non-negative integer; division is always exact. (With results
-up to 999, models of ~400k parameters trained for 1500 steps copy operands perfectly but get
-only ~8% right: three-digit arithmetic needs far more training than the demo's CPU budget.)
+Levels 1-5 have 2-6 operations and growing numbers: Add/Subtract operands up to 9, 9, 19, 49, 99,
+factors/divisors up to 3, 3, 5, 9, 9, results up to 99, 99, 99, 149, 199. Every intermediate
+result is a non-negative integer; division is always exact. (Why so small: with two-digit operands
+everywhere, ~400k-parameter models trained for 1500 steps copy operands perfectly but get under
+10% right; multi-digit arithmetic needs far more training than the demo's CPU budget.)
 
 - `load_arith(cfg)`: `cfg.size` problems "arith-<seed>-<i>" from `cfg.seed` (levels cycle through
   `cfg.levels`, default 1-5). The caller applies `sample` / `limit`.
@@ -29,9 +30,9 @@ from typing import Iterator, Optional, Sequence
 from rebase.types import Problem
 
 LEVELS = (1, 2, 3, 4, 5)
-RESULT_CAP = {1: 99, 2: 99, 3: 99, 4: 149, 5: 199}
-MAX_ADD = 99  # largest operand of Add / Subtract
-MAX_MUL = 9  # largest factor / divisor
+RESULT_CAP = {1: 99, 2: 99, 3: 99, 4: 149, 5: 199}  # largest intermediate result
+MAX_ADD = {1: 9, 2: 9, 3: 19, 4: 49, 5: 99}  # largest operand of Add / Subtract
+MAX_MUL = {1: 3, 2: 3, 3: 5, 4: 9, 5: 9}  # largest factor / divisor
 TRAIN_SEED_OFFSET = 1_000_003  # training seeds live far from evaluation seeds
 
 _SYMBOL = {"Add": "+", "Subtract": "-", "Multiply by": "*", "Divide by": "/"}
@@ -66,16 +67,16 @@ def _make_ops(rng: random.Random, level: int) -> tuple[int, list[tuple[str, int]
             choices.append("Subtract")
         if 2 * cur <= cap:
             choices.append("Multiply by")
-        divisors = [d for d in range(2, MAX_MUL + 1) if cur > 0 and cur % d == 0]
+        divisors = [d for d in range(2, MAX_MUL[level] + 1) if cur > 0 and cur % d == 0]
         if divisors:
             choices.append("Divide by")
         name = rng.choice(choices)
         if name == "Add":
-            b = rng.randint(2, min(MAX_ADD, cap - cur))
+            b = rng.randint(2, min(MAX_ADD[level], cap - cur))
         elif name == "Subtract":
-            b = rng.randint(2, min(MAX_ADD, cur - 1))
+            b = rng.randint(2, min(MAX_ADD[level], cur - 1))
         elif name == "Multiply by":
-            b = rng.randint(2, min(MAX_MUL, cap // cur))
+            b = rng.randint(2, min(MAX_MUL[level], cap // cur))
         else:
             b = rng.choice(divisors)
         ops.append((name, b))
