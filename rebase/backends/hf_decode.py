@@ -64,6 +64,23 @@ class _Row:
     window: int = 0  # ids to decode when checking for stop strings
 
 
+def prefill_buckets(tails: list[int], slack: float = 1 / 16) -> list[list[int]]:
+    """Indices grouped (shortest tail first) so that each bucket's padding is at most `slack` of
+    its real tokens: the padding FLOPs stay small and the ledger, which prices real tokens only,
+    stays within a few percent of what is computed."""
+    order = sorted(range(len(tails)), key=lambda i: (tails[i], i))
+    parts: list[list[int]] = []
+    total = 0
+    for i in order:
+        if parts and (len(parts[-1]) + 1) * tails[i] - (total + tails[i]) <= slack * (total + tails[i]):
+            parts[-1].append(i)
+            total += tails[i]
+        else:
+            parts.append([i])
+            total = tails[i]
+    return parts
+
+
 class BatchDecoder:
     """Runs one batch of groups to completion; stores finished sequences' KV in `store`."""
 
@@ -89,7 +106,34 @@ class BatchDecoder:
         return self.model(**kw).logits[:, -1, :]
 
     def _prefill(self, groups: list[Group]) -> tuple[torch.Tensor, torch.Tensor, Any]:
-        """Last-position logits, attention mask and KV cache, one row per group."""
+        """Last-position logits, attention mask and KV cache, one row per group. Groups whose
+        uncached tails differ much in length are prefilled in separate forwards (padding would be
+        computed like real tokens), then their caches are right-aligned into one."""
+        from transformers import DynamicCache
+
+        parts = prefill_buckets([len(g.prompt) - g.cached for g in groups])
+        if len(parts) == 1:
+            return self._prefill_part(groups)
+        outs = [self._prefill_part([groups[i] for i in p]) for p in parts]
+        width = max(m.shape[1] for _, m, _ in outs)
+        logits = outs[0][0].new_empty((len(groups), outs[0][0].shape[-1]))
+        mask = outs[0][1].new_zeros((len(groups), width))
+        layers = []
+        for li, ref in enumerate(outs[0][2].layers):
+            k = ref.keys.new_zeros((len(groups),) + ref.keys.shape[1:-2] + (width, ref.keys.shape[-1]))
+            v = ref.values.new_zeros((len(groups),) + ref.values.shape[1:-2] + (width, ref.values.shape[-1]))
+            for p, (_, m, c) in zip(parts, outs):
+                rows = torch.tensor(p, device=self.device)
+                k[rows, ..., width - m.shape[1]:, :] = c.layers[li].keys
+                v[rows, ..., width - m.shape[1]:, :] = c.layers[li].values
+            layers.append((k, v))
+        for p, (lg, m, _) in zip(parts, outs):
+            rows = torch.tensor(p, device=self.device)
+            logits[rows] = lg
+            mask[rows, width - m.shape[1]:] = m
+        return logits, mask, DynamicCache(ddp_cache_data=layers)
+
+    def _prefill_part(self, groups: list[Group]) -> tuple[torch.Tensor, torch.Tensor, Any]:
         from transformers import DynamicCache
 
         cached = [g.cached for g in groups]
