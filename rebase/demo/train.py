@@ -29,9 +29,9 @@ DEFAULT_OUT = Path(__file__).resolve().parent / "models"
 # Sizes span ~6x in parameters so that search on the small model can be compared with greedy
 # decoding on the large one at equal FLOPs; steps are budgeted to keep the largest unsaturated.
 POLICIES = (
-    PolicySpec("arith-s", hidden=48, layers=2, heads=4, steps=1500, lr=3e-3, seed=11),
-    PolicySpec("arith-m", hidden=64, layers=3, heads=4, steps=1500, lr=3e-3, seed=12),
-    PolicySpec("arith-l", hidden=96, layers=3, heads=4, steps=1500, lr=3e-3, seed=13),
+    PolicySpec("arith-s", hidden=40, layers=2, heads=4, steps=2500, lr=3e-3, seed=11),
+    PolicySpec("arith-m", hidden=56, layers=3, heads=4, steps=2500, lr=3e-3, seed=12),
+    PolicySpec("arith-l", hidden=72, layers=4, heads=4, steps=2500, lr=2e-3, seed=13),
 )
 
 
