@@ -42,11 +42,13 @@ MAX_STEPS_PER_SOLUTION = 8  # a 6-operation solution has 7 steps; longer samples
 
 
 def label_samples(questions: Sequence[str], texts: Sequence[str]) -> list[tuple[str, list[str], list[bool]]]:
-    """(question, steps, labels) per sampled text; empty samples are dropped."""
+    """(question, steps, labels) per sampled text; empty samples (and ones containing the step tag)
+    are dropped."""
     rows = []
     for q, t in zip(questions, texts):
         steps = split_steps(t)[:MAX_STEPS_PER_SOLUTION]
-        if steps:
+        # a sample that itself emits the tag token would shift every label: drop it
+        if steps and not any(STEP_TAG.strip() in s for s in steps):
             rows.append((q, steps, check_steps(q, steps)))
     return rows
 
