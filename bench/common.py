@@ -35,7 +35,8 @@ def log(*parts: Any) -> None:
 
 
 def build_world(root: Path, arch: str, hidden: int, layers: int, heads: int, kv_heads: int, intermediate: int,
-                vocab: Optional[int] = None, tok_vocab: int = 4096) -> tuple[Path, Path]:
+                vocab: Optional[int] = None, tok_vocab: int = 4096, device: str = "cpu",
+                dtype: Any = None) -> tuple[Path, Path]:
     """Tokenizer + random policy + tiny PRM saved under `root`; returns (policy dir, PRM dir).
     `vocab` pads the policy's embedding beyond the tokenizer (the GPU shape's 151k rows)."""
     sys.path.insert(0, str(ROOT / "tests"))
@@ -53,7 +54,8 @@ def build_world(root: Path, arch: str, hidden: int, layers: int, heads: int, kv_
               head_dim=hidden // heads, max_position_embeddings=4096, bos_token_id=tok.bos_token_id,
               eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, tie_word_embeddings=True)
     torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_config(cfg)
+    with torch.device(device):  # a 1.5B model initialises in seconds on a GPU, minutes on a CPU
+        model = AutoModelForCausalLM.from_config(cfg, dtype=dtype or torch.float32)
     with torch.no_grad():  # larger logits than the default init, so sampled text is not uniform noise
         model.get_input_embeddings().weight.mul_(2)
     model.save_pretrained(root / "policy")
@@ -203,3 +205,67 @@ def alternate(variants: dict[str, Callable[[], RunStats]], repeats: int) -> dict
 
 def median(xs: list[float]) -> float:
     return statistics.median(xs)
+
+
+def make_context(policy_dir: Path, prm_dir: Path, problems: list[Any], sampling: Any, device: str,
+                 step_rate: float, eos_rate: float) -> tuple[Any, Any, dict[str, float]]:
+    """Load the policy (real backend) and PRM, calibrate the stop biases; returns (context with
+    prefix reuse, the same without it, info)."""
+    import copy
+
+    from eval.prompts import PromptFormat
+    from rebase.backends.hf import TransformersGenerator
+    from rebase.config import ModelConfig, PRMConfig
+    from reward_models.step_tag import StepTagPRM
+    from strategies.base import SearchContext
+
+    gen = TransformersGenerator(ModelConfig(name="policy", path=str(policy_dir), device=device))
+    prm = StepTagPRM(PRMConfig(family="step_tag", name="prm", path=str(prm_dir), device=device,
+                               tag=" ки", good="+", bad="-"))
+    prompts = PromptFormat.from_config("gsm8k")
+    nl, eos = gen.encode("\n")[-1], gen.tokenizer.eos_token_id
+    bias = calibrate(gen, [prompts.render(p, gen) for p in problems], {nl: step_rate, eos: eos_rate})
+    ctx = SearchContext(generator=gen, prm=prm, prompts=prompts, sampling=sampling, seed=0, dataset="gsm8k")
+    no_reuse = copy.copy(gen)
+    no_reuse.prefix_cache = None  # same weights, no KV store: every round prefills whole paths
+    ctx_nr = copy.copy(ctx)
+    ctx_nr.generator = no_reuse
+    return ctx, ctx_nr, {"newline_bias": round(bias[nl], 3), "eos_bias": round(bias[eos], 3)}
+
+
+def compare(ctx: Any, ctx_nr: Any, problems: list[Any], budget: int, repeats: int) -> dict[str, Any]:
+    """The four ratios of the benchmark (see bench/cpu.py), variants alternated, medians taken."""
+    from dataclasses import asdict
+
+    from strategies.rebase import Rebase
+    from strategies.sampling import WeightedMajority
+
+    rebase, wm = Rebase(balance_temperature=0.1), WeightedMajority()
+    log(f"warm-up, then {repeats} alternating rounds: {len(problems)} problems, N={budget}")
+    run_strategy(rebase, problems[:2], 4, ctx)
+    runs = alternate({
+        "rebase": lambda: run_strategy(rebase, problems, budget, ctx),
+        "sampling": lambda: run_strategy(wm, problems, budget, ctx),
+        "rebase_no_reuse": lambda: run_strategy(rebase, problems, budget, ctx_nr),
+        "rebase_one_by_one": lambda: run_strategy(rebase, problems, budget, ctx, one_by_one=True),
+    }, repeats)
+    log("FLOP check: REBASE on 2 problems, N=4, under FlopCounterMode")
+    fl = run_strategy(rebase, problems[:2], 4, ctx, meter=True)
+    reb, smp = runs["rebase"], runs["sampling"]
+    by_round = {
+        "rebase_vs_sampling_per_token": [a.per_token_ms / b.per_token_ms for a, b in zip(reb, smp)],
+        "prefix_reuse_speedup": [b.wall_s / a.wall_s for a, b in zip(reb, runs["rebase_no_reuse"])],
+        "batching_speedup": [b.wall_s / a.wall_s for a, b in zip(reb, runs["rebase_one_by_one"])],
+    }
+    out: dict[str, Any] = {k: round(median(v), 3) for k, v in by_round.items()}
+    out["flops_policy_vs_measured"] = round(fl.flops_policy / max(fl.measured_flops, 1), 4)
+    out.update({
+        "rebase_policy_share": round(median([s.policy_s / s.wall_s for s in reb]), 3),
+        "rebase_vs_sampling_policy_only_per_token": round(median(
+            [(a.policy_s / a.generated) / (b.policy_s / b.generated) for a, b in zip(reb, smp)]), 3),
+        "rebase_mean_step_tokens": round(median([s.generated / s.nodes for s in reb]), 1),
+        "ratios_by_round": {k: [round(x, 3) for x in v] for k, v in by_round.items()},
+        "runs": {k: [asdict(s) for s in v] for k, v in runs.items()},
+        "flop_run": asdict(fl),
+    })
+    return out

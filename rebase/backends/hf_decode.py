@@ -105,16 +105,17 @@ class BatchDecoder:
                 self.keep_last = False
         return self.model(**kw).logits[:, -1, :]
 
-    def _prefill(self, groups: list[Group]) -> tuple[torch.Tensor, torch.Tensor, Any]:
-        """Last-position logits, attention mask and KV cache, one row per group. Groups whose
+    def _prefill(self, groups: list[Group], extra: int = 0) -> tuple[torch.Tensor, torch.Tensor, Any]:
+        """Last-position logits, attention mask and KV cache (slabs with room for `extra` more
+        tokens), one row per group. Groups whose
         uncached tails differ much in length are prefilled in separate forwards (padding would be
         computed like real tokens), then their caches are right-aligned into one."""
         from transformers import DynamicCache
 
         parts = prefill_buckets([len(g.prompt) - g.cached for g in groups])
         if len(parts) == 1:
-            return self._prefill_part(groups)
-        outs = [self._prefill_part([groups[i] for i in p]) for p in parts]
+            return self._prefill_part(groups, extra)
+        outs = [self._prefill_part([groups[i] for i in p], 0) for p in parts]
         width = max(m.shape[1] for _, m, _ in outs)
         logits = outs[0][0].new_empty((len(groups), outs[0][0].shape[-1]))
         mask = outs[0][1].new_zeros((len(groups), width))
@@ -126,14 +127,16 @@ class BatchDecoder:
                 rows = torch.tensor(p, device=self.device)
                 k[rows, ..., width - m.shape[1]:, :] = c.layers[li].keys
                 v[rows, ..., width - m.shape[1]:, :] = c.layers[li].values
-            layers.append((k, v))
+            layers.append(SlabLayer(k, v, None, extra))
         for p, (lg, m, _) in zip(parts, outs):
             rows = torch.tensor(p, device=self.device)
             logits[rows] = lg
             mask[rows, width - m.shape[1]:] = m
-        return logits, mask, DynamicCache(ddp_cache_data=layers)
+        cache = DynamicCache()
+        cache.layers = layers
+        return logits, mask, cache
 
-    def _prefill_part(self, groups: list[Group]) -> tuple[torch.Tensor, torch.Tensor, Any]:
+    def _prefill_part(self, groups: list[Group], extra: int) -> tuple[torch.Tensor, torch.Tensor, Any]:
         from transformers import DynamicCache
 
         cached = [g.cached for g in groups]
@@ -147,35 +150,35 @@ class BatchDecoder:
             mask[i, lp - c:lp] = 1
             mask[i, lp + lu - u:] = 1
             pos[i, lu - u:] = torch.arange(c, len(g.prompt))
+        # slabs from the start: cached prefixes are copied once, straight into place, and the
+        # forward appends the tail in place (DynamicLayer would copy everything again with cat)
         cache = DynamicCache()
+        cache.layer_class_to_replicate = lambda: SlabLayer(None, None, extra=lu + extra)
         if lp:
             ref = next(g.prefix for g in groups if g.prefix is not None)
             layers = []
             for layer in range(len(ref.keys)):
-                k = ref.keys[layer].new_zeros((len(groups),) + ref.keys[layer].shape[:-2] + (lp, ref.keys[layer].shape[-1]))
-                v = ref.values[layer].new_zeros((len(groups),) + ref.values[layer].shape[:-2] + (lp, ref.values[layer].shape[-1]))
+                slab = SlabLayer.empty(len(groups), ref.keys[layer], ref.values[layer], lp + lu + extra)
                 for i, (g, c) in enumerate(zip(groups, cached)):
-                    if c:
-                        k[i, ..., lp - c:, :] = g.prefix.keys[layer]
-                        v[i, ..., lp - c:, :] = g.prefix.values[layer]
-                layers.append((k, v))
-            cache = DynamicCache(ddp_cache_data=layers)
+                    slab.fill_prefix(i, g.prefix.keys[layer] if c else None, g.prefix.values[layer] if c else None, lp)
+                slab.n = lp
+                layers.append(slab)
+            cache.layers = layers
         mask = mask.to(self.device)
         logits = self._forward(ids.to(self.device), mask, pos.to(self.device), cache)
         return logits, mask, cache
 
     def run(self, groups: list[Group]) -> list[tuple[int, int, Completion]]:
         """(request index, sample index, completion) for every sample of every group."""
-        logits, mask, cache = self._prefill(groups)
+        extra = max(g.max_tokens for g in groups)
+        logits, mask, cache = self._prefill(groups, extra)
         rows = [_Row(g, s, j == 0, window=max((len(x) for x in g.stops), default=0) + 8)
                 for g in groups for j, s in enumerate(g.samples)]
         index = torch.tensor([i for i, g in enumerate(groups) for _ in g.samples], device=self.device)
-        if len(rows) != len(groups):  # share each group's prefill among its samples
+        if len(rows) != len(groups):  # share each group's prefill among its samples: one copy
             mask, logits = mask[index], logits[index]
-        # one copy into slabs sized for the whole decode: steps then append in place (hf_kv.py)
-        extra = max(g.max_tokens for g in groups)
-        cache.layers = [SlabLayer(layer.keys, layer.values, index if len(rows) != len(groups) else None, extra)
-                        for layer in cache.layers]
+            for layer in cache.layers:
+                layer.batch_select_indices(index)
         dev = self.device
         temp = torch.tensor([r.group.temperature for r in rows], device=dev, dtype=torch.float32)
         top_p = torch.tensor([r.group.top_p for r in rows], device=dev, dtype=torch.float32)

@@ -30,9 +30,14 @@ from transformers.cache_utils import DynamicLayer
 class SlabLayer(DynamicLayer):
     """A DynamicLayer whose storage is a preallocated buffer; `keys` / `values` are views of it."""
 
-    def __init__(self, keys: torch.Tensor, values: torch.Tensor, index: Optional[torch.Tensor] = None,
+    def __init__(self, keys: Optional[torch.Tensor], values: Optional[torch.Tensor], index: Optional[torch.Tensor] = None,
                  extra: int = 0):
         super().__init__()
+        self.extra = extra
+        self._k = self._v = None
+        self.rows = self.n = 0
+        if keys is None:  # allocated by the first update (a prefill with no cached prefix)
+            return
         if index is not None:
             keys, values = keys.index_select(0, index), values.index_select(0, index)
         b, h, n, d = keys.shape
@@ -43,6 +48,28 @@ class SlabLayer(DynamicLayer):
         self.rows, self.n = b, n
         self.dtype, self.device = keys.dtype, keys.device
         self.is_initialized = True
+
+    @classmethod
+    def empty(cls, rows: int, like_k: torch.Tensor, like_v: torch.Tensor, capacity: int) -> "SlabLayer":
+        """A slab of `rows` rows and `capacity` columns, heads and head_dim from (heads, len, dim)
+        tensors `like_k` / `like_v`; nothing written yet (n = 0)."""
+        self = cls(None, None)
+        self._k = like_k.new_empty((rows, like_k.shape[0], capacity, like_k.shape[-1]))
+        self._v = like_v.new_empty((rows, like_v.shape[0], capacity, like_v.shape[-1]))
+        self.rows = rows
+        self.dtype, self.device = like_k.dtype, like_k.device
+        self.is_initialized = True
+        return self
+
+    def fill_prefix(self, row: int, keys: Optional[torch.Tensor], values: Optional[torch.Tensor], width: int) -> None:
+        """Right-align a (heads, c, dim) cached prefix in columns [width - c, width) of `row`, and
+        zero the padding before it (masked, but never left as uninitialised memory: 0 x NaN)."""
+        c = 0 if keys is None else keys.shape[-2]
+        self._k[row, :, : width - c] = 0
+        self._v[row, :, : width - c] = 0
+        if c:
+            self._k[row, :, width - c : width] = keys
+            self._v[row, :, width - c : width] = values
 
     # the mixin and DynamicLayer read and assign `keys` / `values`; assignment adopts the tensor
     @property
@@ -74,6 +101,13 @@ class SlabLayer(DynamicLayer):
 
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any):
         m = key_states.shape[-2]
+        if self._k is None:
+            b, h, _, d = key_states.shape
+            self._k = key_states.new_empty((b, h, m + self.extra, d))
+            self._v = value_states.new_empty((b, value_states.shape[1], m + self.extra, value_states.shape[-1]))
+            self.rows, self.n = b, 0
+            self.dtype, self.device = key_states.dtype, key_states.device
+            self.is_initialized = True
         if self.n + m > self._k.shape[-2]:
             self._grow(self.n + m)
         self._k[: self.rows, :, self.n : self.n + m] = key_states
