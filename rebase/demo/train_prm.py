@@ -31,9 +31,9 @@ from reward_models.base import step_tag_text
 
 POLICY_NAMES = ("arith-s", "arith-m", "arith-l")
 INIT_FROM = "arith-l"
-SAMPLES_PER_POLICY = 1536  # training solutions sampled from each policy
-HELDOUT_PER_POLICY = 300  # held-out (evaluation-problem) solutions per policy for the AUC
-STEPS = 500
+SAMPLES_PER_POLICY = 1024  # training solutions sampled from each policy
+HELDOUT_PER_POLICY = 200  # held-out (evaluation-problem) solutions per policy for the AUC
+STEPS = 300
 BATCH = 32
 LR = 1e-3
 SEED = 21
