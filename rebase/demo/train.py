@@ -81,11 +81,12 @@ to solve the `arith` dataset's multi-step arithmetic problems step by step.
 - Parameters: {info['params']:,} (fp32 safetensors).
 - Data: reference solutions of training problems from a seed stream disjoint from evaluation
   (eval/arith.py `training_problems`), levels 1-5, one level per batch.
-- Format: plain prompt "Question: {{question}}\nAnswer:\n", one step per line, last line
+- Format: plain prompt "Question: {{question}}\\nAnswer:\\n", one step per line, last line
   "The answer is N", then </s>. No chat template. Loss on solution tokens only.
 - Training: AdamW (peak lr {spec.lr}, betas 0.9/0.95, weight decay {spec.weight_decay}), batch {spec.batch},
   {spec.steps} steps, {spec.warmup} warmup then cosine to lr/10, seed {spec.seed}, one CPU thread:
-  {info['train_s']} s on the machine that produced these weights (final loss {info['final_loss']}).
+  {info['train_s']} s wall, {info.get('cpu_s', '?')} s CPU on the machine that produced these weights
+  (final loss {info['final_loss']}).
 - Greedy accuracy on {g['n']} held-out problems (arith seed 0, levels 1-5 in turn):
   **{g['overall']:.1%}** overall; {levels}.
 """ + _sampling_lines(info.get("sampling"))
