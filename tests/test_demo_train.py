@@ -88,7 +88,6 @@ def _committed(name):
     return d
 
 
-@pytest.mark.slow
 def test_committed_models_load_and_larger_is_better(tok):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
