@@ -38,7 +38,7 @@ chromium:
 	  || echo "chromium not installed: the HTML screenshot test will be skipped"; }
 
 demo: install
-	$(VENV)/bin/rebase demo --out runs/demo
+	$(VENV)/bin/rebase demo --out runs/demo --ray
 
 test: install chromium
 	$(PY) -m pytest -q -ra --durations=15

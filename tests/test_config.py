@@ -58,3 +58,12 @@ def test_malformed_yaml_and_missing_file(tmp_path):
         load_config(p)
     with pytest.raises(BadInput, match="not found"):
         load_config(tmp_path / "nope.yaml")
+
+
+def test_shipped_configs_validate():
+    from pathlib import Path
+
+    configs = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+    assert any(p.name == "demo.yaml" for p in configs)
+    for p in configs:
+        load_config(p)
