@@ -32,6 +32,10 @@ def fixed_hash(cfg: RunConfig) -> str:
     """Hash of the settings that change what a record means; the grid (models, strategies, budgets,
     seeds, dataset size) may grow between resumes, these may not."""
     d = cfg.model_dump(mode="json")
+    if d.get("prm"):
+        # the PRM's engine gives the same scores on either backend, and leaving it out keeps the
+        # hashes of output directories written before prm.backend existed
+        d["prm"] = {k: v for k, v in d["prm"].items() if k not in ("backend", "engine_args")}
     blob = json.dumps({k: d[k] for k in FIXED_KEYS} | {"dataset": {k: d["dataset"][k] for k in ("name", "path", "split", "seed")}},
                       sort_keys=True)
     import hashlib

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal, Optional
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, ValidationInfo, field_validator
 
 from rebase.errors import BadInput
 
@@ -75,6 +75,8 @@ class PRMConfig(Strict):
     batch_tokens: PositiveInt = 65536
     on_error: Literal["raise", "default"] = "raise"  # a failed score: raise, or use default_score
     default_score: float = 0.0
+    backend: Literal["transformers", "vllm"] = "transformers"  # vllm: a pooling engine (step_tag only)
+    engine_args: dict[str, Any] = Field(default_factory=dict)  # vllm: extra vllm.LLM(...) arguments
 
     @field_validator("family")
     @classmethod
@@ -82,6 +84,14 @@ class PRMConfig(Strict):
         from rebase.registry import PRM_FAMILIES
 
         PRM_FAMILIES.check(v)
+        return v
+
+    @field_validator("backend")
+    @classmethod
+    def _backend(cls, v: str, info: ValidationInfo) -> str:
+        # only step_tag maps onto vLLM's pooling runner (docs/BACKENDS.md, "PRMs on vLLM")
+        if v == "vllm" and info.data.get("family", "step_tag") != "step_tag":
+            raise ValueError("vllm serves only step_tag")
         return v
 
 

@@ -12,6 +12,7 @@ scores all its steps; a round's paths are length-bucketed into batches (reward_m
       tag: " ки"      # one token of the PRM's tokenizer (checked at load)
       good: "+"
       bad: "-"
+      backend: vllm   # optional: score on a vLLM pooling engine (reward_models/step_tag_vllm.py)
 
 The tag and label ids are looked up from the tokenizer and must each be exactly one token; the
 tag string is removed from question and step text so that it marks step ends only.
@@ -45,3 +46,12 @@ class StepTagPRM(MarkerPRM):
     def reduce(self, rows: Any) -> Any:
         # a 2-way softmax over (good, bad): the other vocabulary entries do not dilute the score
         return rows[:, [self.good_id, self.bad_id]].softmax(dim=-1)[:, 0]
+
+
+def make_step_tag(cfg: PRMConfig) -> Any:
+    """The registered `step_tag` factory: `prm.backend` picks the engine, the scores are the same."""
+    if cfg.backend == "vllm":
+        from reward_models.step_tag_vllm import StepTagVLLMPRM
+
+        return StepTagVLLMPRM(cfg)
+    return StepTagPRM(cfg)
