@@ -30,7 +30,7 @@ DEFAULT_OUT = Path(__file__).resolve().parent / "models"
 # decoding on the large one at equal FLOPs. Steps fit the CPU budget: smaller models get fewer
 # (they are cheaper per step but would need many more steps to catch up anyway).
 POLICIES = (
-    PolicySpec("arith-s", hidden=40, layers=2, heads=4, steps=1500, lr=3e-3, seed=11),
+    PolicySpec("arith-s", hidden=48, layers=2, heads=4, steps=3000, lr=3e-3, seed=11),
     PolicySpec("arith-m", hidden=56, layers=3, heads=4, steps=2500, lr=3e-3, seed=12),
     PolicySpec("arith-l", hidden=72, layers=4, heads=4, steps=2500, lr=2e-3, seed=13),
 )
