@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from typing import Any, Optional
 
-from rebase.config import ModelConfig, PRMConfig, RunConfig
+from rebase.config import ModelConfig, RunConfig
 from rebase.registry import BACKENDS, PRM_FAMILIES, STRATEGIES
 from rebase.types import Problem, SearchResult
 from eval.plan import Output, Unit

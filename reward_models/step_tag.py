@@ -30,18 +30,25 @@ from reward_models.common import MarkerPRM, scrub, token_id
 DEFAULT_TAG = " ки"
 
 
-class StepTagPRM(MarkerPRM):
-    def __init__(self, cfg: PRMConfig):
-        super().__init__(cfg, "causal")
+class StepTagLayout:
+    """The tag / label token lookup and the input text, shared by both step_tag backends."""
+
+    def init_layout(self, tok: Any, cfg: PRMConfig) -> None:
         self.marker = cfg.tag if cfg.tag is not None else DEFAULT_TAG
-        self.marker_id = token_id(self.tok, "tag", self.marker, cfg.path)
-        self.good_id = token_id(self.tok, "good", cfg.good if cfg.good is not None else "+", cfg.path)
-        self.bad_id = token_id(self.tok, "bad", cfg.bad if cfg.bad is not None else "-", cfg.path)
+        self.marker_id = token_id(tok, "tag", self.marker, cfg.path)
+        self.good_id = token_id(tok, "good", cfg.good if cfg.good is not None else "+", cfg.path)
+        self.bad_id = token_id(tok, "bad", cfg.bad if cfg.bad is not None else "-", cfg.path)
         if self.good_id == self.bad_id:
             raise BadInput(f"prm.bad: {cfg.bad!r} is the same token as prm.good")
 
     def text(self, question: str, steps: list[str]) -> str:
         return step_tag_text(scrub(question, self.marker), [scrub(s, self.marker) for s in steps], self.marker)
+
+
+class StepTagPRM(StepTagLayout, MarkerPRM):
+    def __init__(self, cfg: PRMConfig):
+        super().__init__(cfg, "causal")
+        self.init_layout(self.tok, cfg)
 
     def reduce(self, rows: Any) -> Any:
         # a 2-way softmax over (good, bad): the other vocabulary entries do not dilute the score

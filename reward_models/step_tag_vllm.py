@@ -31,9 +31,9 @@ from typing import Any
 
 from rebase.config import PRMConfig
 from rebase.errors import BadInput, RunFailure
-from reward_models.base import ScoreRequest, ScoreResult, step_tag_text
-from reward_models.common import check_scores, left_truncate, request_tag, scrub, token_id
-from reward_models.step_tag import DEFAULT_TAG
+from reward_models.base import ScoreRequest, ScoreResult
+from reward_models.common import check_scores, left_truncate, request_tag
+from reward_models.step_tag import StepTagLayout
 
 
 def _seq_cls_architectures(archs: list[str]) -> list[str]:
@@ -45,7 +45,7 @@ def _seq_cls_architectures(archs: list[str]) -> list[str]:
     return out
 
 
-class StepTagVLLMPRM:
+class StepTagVLLMPRM(StepTagLayout):
     """PRM protocol on a vLLM pooling engine (see the module docstring)."""
 
     role = "prm"
@@ -66,12 +66,7 @@ class StepTagVLLMPRM:
             raise BadInput("prm.gguf_file: the vllm backend of step_tag loads safetensors checkpoints only")
         # the tokenizer checks run before the engine starts, so a wrong tag fails in seconds
         self.tok = load_tokenizer(cfg)
-        self.marker = cfg.tag if cfg.tag is not None else DEFAULT_TAG
-        self.marker_id = token_id(self.tok, "tag", self.marker, cfg.path)
-        self.good_id = token_id(self.tok, "good", cfg.good if cfg.good is not None else "+", cfg.path)
-        self.bad_id = token_id(self.tok, "bad", cfg.bad if cfg.bad is not None else "-", cfg.path)
-        if self.good_id == self.bad_id:
-            raise BadInput(f"prm.bad: {cfg.bad!r} is the same token as prm.good")
+        self.init_layout(self.tok, cfg)
         self.flop_spec = flop_spec_for(cfg.path, None, cfg.trust_remote_code)
 
         from transformers import AutoConfig
@@ -98,8 +93,6 @@ class StepTagVLLMPRM:
         self._llm = LLM(**args)
         self.max_length = int(self._llm.llm_engine.model_config.max_model_len)
 
-    def text(self, question: str, steps: list[str]) -> str:
-        return step_tag_text(scrub(question, self.marker), [scrub(s, self.marker) for s in steps], self.marker)
 
     def encode(self, question: str, steps: list[str]) -> list[int]:
         # the transformers family's tokenizer call (BOS included where the tokenizer adds one)

@@ -24,7 +24,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from eval.arith import check_steps, make_problem, training_problems
+from eval.arith import check_steps, training_problems
 from rebase.demo.tokenizer import BAD, GOOD, STEP_TAG
 from rebase.demo.train_policy import generate_solutions, split_steps
 from reward_models.base import step_tag_text
