@@ -84,18 +84,22 @@ def resolve_dtype(dtype: str, device: Any) -> Any:
     return getattr(torch, DTYPES[dtype])
 
 
+def _from_pretrained(auto: Any, path: str, what: str, gguf_file: Optional[str], **kw: Any) -> Any:
+    """`auto.from_pretrained` on a checked path (GGUF aware); a load failure is a BadInput."""
+    src = check_path(path, gguf_file)
+    if gguf_file:
+        kw["gguf_file"] = gguf_file
+    try:
+        return auto.from_pretrained(src, **kw)
+    except OSError as e:
+        raise BadInput(f"model path '{path}': cannot load {what} ({str(e).splitlines()[0]})") from None
+
+
 def load_tokenizer(path: str, gguf_file: Optional[str] = None, trust_remote_code: bool = False) -> Any:
     """The tokenizer, with a pad token set (falls back to EOS: padding is always masked out)."""
     from transformers import AutoTokenizer
 
-    src = check_path(path, gguf_file)
-    kw: dict[str, Any] = {"trust_remote_code": trust_remote_code}
-    if gguf_file:
-        kw["gguf_file"] = gguf_file
-    try:
-        tok = AutoTokenizer.from_pretrained(src, **kw)
-    except OSError as e:
-        raise BadInput(f"model path '{path}': cannot load a tokenizer ({str(e).splitlines()[0]})") from None
+    tok = _from_pretrained(AutoTokenizer, path, "a tokenizer", gguf_file, trust_remote_code=trust_remote_code)
     if tok.pad_token_id is None and tok.eos_token_id is not None:
         tok.pad_token = tok.eos_token
     return tok
@@ -106,17 +110,12 @@ def load_model(path: str, *, gguf_file: Optional[str] = None, dtype: str = "auto
     """A model in eval mode on its device. head: causal_lm | token_classification."""
     import transformers
 
-    src = check_path(path, gguf_file)
+    check_path(path, gguf_file)  # a missing path is reported before the device is probed
     dev = resolve_device(device)
     auto = {"causal_lm": transformers.AutoModelForCausalLM,
             "token_classification": transformers.AutoModelForTokenClassification}[head]
-    kw: dict[str, Any] = {"dtype": resolve_dtype(dtype, dev), "trust_remote_code": trust_remote_code}
-    if gguf_file:
-        kw["gguf_file"] = gguf_file
-    try:
-        model = auto.from_pretrained(src, **kw)
-    except OSError as e:
-        raise BadInput(f"model path '{path}': cannot load the model ({str(e).splitlines()[0]})") from None
+    model = _from_pretrained(auto, path, "the model", gguf_file, dtype=resolve_dtype(dtype, dev),
+                             trust_remote_code=trust_remote_code)
     return model.to(dev).eval()
 
 
