@@ -215,11 +215,12 @@ def make_context(policy_dir: Path, prm_dir: Path, problems: list[Any], sampling:
 
     from eval.prompts import PromptFormat
     from rebase.backends.hf import TransformersGenerator
-    from rebase.config import ModelConfig, PRMConfig
+    from rebase.config import PRMConfig
+    from rebase.model_config import TransformersModel
     from reward_models.step_tag import StepTagPRM
     from strategies.base import SearchContext
 
-    gen = TransformersGenerator(ModelConfig(name="policy", path=str(policy_dir), device=device))
+    gen = TransformersGenerator(TransformersModel(name="policy", path=str(policy_dir), device=device))
     prm = StepTagPRM(PRMConfig(family="step_tag", name="prm", path=str(prm_dir), device=device,
                                tag=" ки", good="+", bad="-"))
     prompts = PromptFormat.from_config("gsm8k")

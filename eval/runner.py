@@ -72,15 +72,15 @@ def prepare_out(out: Path, cfg: RunConfig, fresh: bool) -> None:
 
 
 def check_models(cfg: RunConfig) -> None:
-    """Missing local model / PRM paths are bad input, found before anything is written."""
+    """Every policy model and the PRM, checked before anything is written: paths, backend-specific
+    needs (vllm installed, an openai key variable set, a parameter count), without loading weights."""
     from rebase.backends.loading import check_path
 
     for i, m in enumerate(cfg.models):
-        if m.backend != "openai":
-            try:
-                check_path(m.path, m.gguf_file)
-            except BadInput as e:
-                raise BadInput(f"models.{i}.path: {e}") from None
+        try:
+            m.preflight(f"models.{i}")
+        except BadInput as e:
+            raise BadInput(f"{e} (model '{m.name}')") from None
     if cfg.prm is not None:
         try:
             check_path(cfg.prm.path, cfg.prm.gguf_file)

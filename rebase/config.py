@@ -14,44 +14,14 @@ from pathlib import Path
 from typing import Any, Literal, Optional
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, ValidationInfo, field_validator, model_validator
 
 from rebase.errors import BadInput
+from rebase.model_config import BACKEND_NAMES, ModelConfig, OpenAIModel, TransformersModel, VLLMModel  # noqa: F401 - re-exported
 
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=False)
-
-
-class ModelConfig(Strict):
-    """A policy model."""
-
-    name: str  # label in records and plots
-    path: str  # HF hub id, local directory, or the served model name (openai backend)
-    backend: str = "transformers"  # transformers | vllm | openai
-    gguf_file: Optional[str] = None  # a GGUF file inside `path` (transformers dequantizes it)
-    dtype: str = "auto"  # auto | float32 | bfloat16 | float16
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    chat_template: Optional[bool] = None  # None: use the tokenizer's chat template if it has one
-    trust_remote_code: bool = False  # off unless the config says so
-    batch_tokens: PositiveInt = 65536  # transformers: max tokens (prompt + new) per forward batch
-    kv_cache_bytes: PositiveInt = 2 * 1024**3  # transformers: prefix KV cache memory bound
-    prefix_reuse: bool = True  # transformers: children reuse their parent's KV cache
-    base_url: Optional[str] = None  # openai backend: e.g. http://127.0.0.1:8000/v1
-    api_key_env: Optional[str] = None  # openai backend: env var holding the key (never recorded)
-    max_concurrency: PositiveInt = 16  # openai backend: in-flight requests
-    max_retries: int = Field(3, ge=0)  # openai backend: retries on 429 / 5xx / timeout
-    timeout_s: float = Field(120.0, gt=0)  # openai backend: per-request timeout
-    engine_args: dict[str, Any] = Field(default_factory=dict)  # vllm: extra vllm.LLM(...) arguments
-    params: Optional[int] = None  # parameter count override (e.g. for served models)
-
-    @field_validator("backend")
-    @classmethod
-    def _backend(cls, v: str) -> str:
-        from rebase.registry import BACKENDS
-
-        BACKENDS.check(v)
-        return v
 
 
 class PRMConfig(Strict):
@@ -77,6 +47,12 @@ class PRMConfig(Strict):
     default_score: float = 0.0
     backend: Literal["transformers", "vllm"] = "transformers"  # vllm: a pooling engine (step_tag only)
     engine_args: dict[str, Any] = Field(default_factory=dict)  # vllm: extra vllm.LLM(...) arguments
+
+    @model_validator(mode="after")
+    def _engine_args(self) -> "PRMConfig":
+        if self.engine_args and self.backend != "vllm":
+            raise ValueError("engine_args: only the vllm backend takes engine_args")
+        return self
 
     @field_validator("family")
     @classmethod
@@ -222,18 +198,40 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     return raw
 
 
-def _format_error(source: str, err: ValidationError) -> str:
+def _model_label(raw: Any, loc: tuple) -> str:
+    """The suffix \" (model 'NAME')\" for an error inside models.N: the line names the model and the key."""
+    if len(loc) > 1 and loc[0] == "models" and isinstance(loc[1], int) and isinstance(raw, dict):
+        models = raw.get("models")
+        if isinstance(models, list) and loc[1] < len(models) and isinstance(models[loc[1]], dict):
+            name = models[loc[1]].get("name")
+            if name is not None:
+                return f" (model '{name}')"
+    return ""
+
+
+def _format_error(source: str, err: ValidationError, raw: Any = None) -> str:
     # an unknown key first: a misspelt key also shows up as the missing key it was meant to be
     errs = sorted(err.errors(), key=lambda x: x["type"] != "extra_forbidden")
     e = errs[0]
-    loc = ".".join(str(x) for x in e["loc"]) or "(top level)"
+    # a discriminated union puts the backend tag into the location: models.0.openai.base_url
+    loc = ".".join(str(x) for i, x in enumerate(e["loc"])
+                   if not (x in BACKEND_NAMES and i and isinstance(e["loc"][i - 1], int))) or "(top level)"
     msg = e["msg"]
-    if e["type"] == "extra_forbidden":
+    if e["type"] == "unknown_backend":
+        from rebase.registry import BACKENDS
+
+        loc += ".backend"
+        try:
+            BACKENDS.check(str(e["input"].get("backend")))
+            msg = f"backend '{e['input'].get('backend')}' has no model config"
+        except BadInput as bad:
+            msg = str(bad)
+    elif e["type"] == "extra_forbidden":
         msg = "unknown key"
     elif msg.startswith("Value error, "):
         msg = msg[len("Value error, "):]
     more = f" (and {len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
-    return f"{source}: {loc}: {msg}{more}"
+    return f"{source}: {loc}: {msg}{_model_label(raw, e['loc'])}{more}"
 
 
 def load_config(path: str | Path | None, overrides: list[str] | None = None, raw: dict | None = None) -> RunConfig:
@@ -259,7 +257,7 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None, raw
     try:
         cfg = RunConfig.model_validate(raw)
     except ValidationError as err:
-        raise BadInput(_format_error(source, err)) from None
+        raise BadInput(_format_error(source, err, raw)) from None
     _check_semantics(source, cfg)
     return cfg
 

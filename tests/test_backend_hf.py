@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from rebase.config import ModelConfig
+from rebase.model_config import TransformersModel
 from rebase.errors import BadInput
 from rebase.types import GenerationRequest as Req
 
@@ -62,7 +62,7 @@ def zoo(tiny_dir, tmp_path_factory) -> dict[str, Path]:
 def make(path: Path, **kw):
     from rebase.backends.hf import TransformersGenerator
 
-    return TransformersGenerator(ModelConfig(name=path.name, path=str(path), device="cpu", **kw))
+    return TransformersGenerator(TransformersModel(name=path.name, path=str(path), device="cpu", **kw))
 
 
 @pytest.fixture(scope="module")
@@ -342,7 +342,7 @@ def smollm():
     d = Path(list(spec.submodule_search_locations)[0])
     from rebase.backends.hf import TransformersGenerator
 
-    return TransformersGenerator(ModelConfig(name="smollm2", path=str(d), gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
+    return TransformersGenerator(TransformersModel(name="smollm2", path=str(d), gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
                                              device="cpu"))
 
 

@@ -22,11 +22,12 @@ import time
 
 import pytest
 from fault_server import FaultServer
+from pydantic import ValidationError
 
 from rebase.backends.openai_backend import OpenAIGenerator, generic_flop_spec
 from rebase.backends.retry import RetryPolicy
-from rebase.config import ModelConfig
 from rebase.errors import BadInput, RunFailure
+from rebase.model_config import OpenAIModel
 from rebase.types import GenerationRequest
 
 KEY = "sk-test-7f3a9c"  # a fake key: it must reach the server and nothing else
@@ -34,7 +35,7 @@ FAST = RetryPolicy(max_retries=3, base_delay_s=0.001, max_delay_s=0.01, seed=0)
 
 
 def _gen(url, max_retries=3, timeout_s=5.0, max_concurrency=16, path="served-model", **kw):
-    cfg = ModelConfig(name="remote", path=path, backend="openai", base_url=url, api_key_env="REBASE_TEST_KEY",
+    cfg = OpenAIModel(name="remote", path=path, backend="openai", base_url=url, api_key_env="REBASE_TEST_KEY",
                       max_retries=max_retries, timeout_s=timeout_s, max_concurrency=max_concurrency,
                       params=kw.pop("params", 7_000_000_000), **kw)
     return OpenAIGenerator(cfg, retry=RetryPolicy(max_retries, 0.001, 2.0, 0.01, seed=0))
@@ -98,9 +99,9 @@ def test_missing_key_variable_is_bad_input(monkeypatch):
     with pytest.raises(BadInput, match="REBASE_TEST_KEY"):
         _gen("http://127.0.0.1:9/v1")
     with pytest.raises(BadInput, match="params"):
-        OpenAIGenerator(ModelConfig(name="m", path="org/model", backend="openai", base_url="http://127.0.0.1:9/v1"))
-    with pytest.raises(BadInput, match="base_url"):
-        OpenAIGenerator(ModelConfig(name="m", path="org/model", backend="openai", params=10))
+        OpenAIGenerator(OpenAIModel(name="m", path="org/model", backend="openai", base_url="http://127.0.0.1:9/v1"))
+    with pytest.raises(ValidationError, match="base_url"):  # the config model requires it
+        OpenAIModel(name="m", path="org/model", backend="openai", params=10)
 
 
 def test_concurrency_limit_and_per_sample_calls():

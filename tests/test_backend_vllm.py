@@ -19,7 +19,7 @@ import shutil
 import pytest
 
 from rebase.backends.vllm_backend import map_finish, safetensors_param_count
-from rebase.config import ModelConfig
+from rebase.model_config import VLLMModel
 from rebase.errors import RunFailure
 from rebase.types import GenerationRequest
 
@@ -79,7 +79,7 @@ def vllm_gen(vllm_model_dir):
     with pytest.MonkeyPatch.context() as mp:
         for k, v in ENGINE_ENV.items():
             mp.setenv(k, v)
-        gen = VLLMGenerator(ModelConfig(name="tiny-vllm", path=str(vllm_model_dir), backend="vllm",
+        gen = VLLMGenerator(VLLMModel(name="tiny-vllm", path=str(vllm_model_dir), backend="vllm",
                                         dtype="float32", engine_args=ENGINE_ARGS))
     yield gen
     gen.close()

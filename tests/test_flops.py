@@ -15,7 +15,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rebase.config import ModelConfig
+from rebase.model_config import TransformersModel
 from rebase.flops import FlopSpec, Ledger
 from rebase.types import GenerationRequest as Req
 
@@ -80,7 +80,7 @@ def policy(tiny_dir, tmp_path_factory):
 
     path = build_sampler_model(tmp_path_factory.mktemp("flops") / "m256", tiny_dir / "tok", "llama", seed=5,
                                hidden=256, layers=4)
-    return path, lambda **kw: TransformersGenerator(ModelConfig(name="m256", path=str(path), device="cpu", **kw))
+    return path, lambda **kw: TransformersGenerator(TransformersModel(name="m256", path=str(path), device="cpu", **kw))
 
 
 def measure(gen, requests):

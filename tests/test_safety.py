@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from rebase.config import ModelConfig, PRMConfig, load_config
+from rebase.config import PRMConfig, load_config
+from rebase.model_config import TransformersModel
 from rebase.errors import BadInput
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,7 +43,7 @@ def test_python_object_tag_is_refused(tmp_path):
 
 
 def test_trust_remote_code_defaults_off():
-    assert ModelConfig(name="m", path="x").trust_remote_code is False
+    assert TransformersModel(name="m", path="x").trust_remote_code is False
     assert PRMConfig(family="step_tag", path="x").trust_remote_code is False
 
 
@@ -65,7 +66,7 @@ def test_loaders_pass_trust_remote_code_false(tiny_dir, monkeypatch):
     for name in ("AutoTokenizer", "AutoModelForCausalLM", "AutoConfig"):
         cls = getattr(transformers, name)
         monkeypatch.setattr(cls, "from_pretrained", spy(name, cls.from_pretrained))
-    TransformersGenerator(ModelConfig(name="m", path=str(tiny_dir / "llama")))
+    TransformersGenerator(TransformersModel(name="m", path=str(tiny_dir / "llama")))
     StepTagPRM(PRMConfig(family="step_tag", path=str(tiny_dir / "prm_llama"), tag=" ки", good="+", bad="-"))
     assert {n for n, _ in seen} >= {"AutoTokenizer", "AutoModelForCausalLM"}, seen
     assert all(v is False for _, v in seen), seen

@@ -9,7 +9,7 @@ KV states are kept in a bounded LRU store (hf_cache.py) and a prompt that extend
 child) prefills only its new tokens; its completions report that reuse in cached_tokens. On CUDA an
 out-of-memory error halves the batch and retries.
 
-    gen = TransformersGenerator(ModelConfig(name="m", path="path/to/model"))
+    gen = TransformersGenerator(TransformersModel(name="m", path="path/to/model"))
     out = gen.generate([GenerationRequest(prompt="2+2=", n=4, max_tokens=16, stop=("\\n",), seed=1)])
 """
 
@@ -24,7 +24,7 @@ from rebase.backends.hf_cache import PrefixKVCache
 from rebase.backends.hf_decode import BatchDecoder, Group
 from rebase.backends.hf_sampling import DEFAULT_SEED, as_int64
 from rebase.backends.loading import count_params, load_causal_lm, load_tokenizer
-from rebase.config import ModelConfig
+from rebase.model_config import TransformersModel
 from rebase.errors import BadInput, RunFailure
 from rebase.flops import FlopSpec
 from rebase.types import Completion, GenerationRequest
@@ -33,7 +33,7 @@ from rebase.types import Completion, GenerationRequest
 class TransformersGenerator:
     """rebase.generator.Generator over a Hugging Face causal LM (local dir, hub id or GGUF file)."""
 
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: TransformersModel):
         self.cfg = cfg
         self.name = cfg.name
         self.tokenizer = load_tokenizer(cfg.path, cfg.gguf_file, cfg.trust_remote_code)

@@ -27,7 +27,7 @@ How:
 - flop_spec: from the HF config when cfg.path is a local model folder, else from cfg.params with a
   generic Llama-like shape (see `generic_flop_spec`); neither -> BadInput.
 
-    gen = OpenAIGenerator(ModelConfig(name="q", path="Qwen/Qwen2.5-Math-7B-Instruct", backend="openai",
+    gen = OpenAIGenerator(OpenAIModel(name="q", path="Qwen/Qwen2.5-Math-7B-Instruct", backend="openai",
                                       base_url="http://127.0.0.1:8000/v1", params=7_620_000_000))
 """
 
@@ -43,7 +43,7 @@ from urllib.parse import urlparse
 
 from rebase.backends.retry import RETRYABLE_STATUS, Retryable, RetryPolicy, retry_async
 from rebase.backends.vllm_backend import map_finish
-from rebase.config import ModelConfig
+from rebase.model_config import OpenAIModel
 from rebase.errors import BadInput, RunFailure
 from rebase.flops import FlopSpec
 from rebase.types import Completion, GenerationRequest
@@ -80,7 +80,7 @@ def parse_choice_ids(choice: dict[str, Any]) -> tuple[list[int], int]:
 class OpenAIGenerator:
     """Generator protocol over an OpenAI-compatible completions endpoint (see module docstring)."""
 
-    def __init__(self, cfg: ModelConfig, retry: Optional[RetryPolicy] = None):
+    def __init__(self, cfg: OpenAIModel, retry: Optional[RetryPolicy] = None):
         if not cfg.base_url:
             raise BadInput(f"model '{cfg.name}': backend 'openai' needs base_url (e.g. http://127.0.0.1:8000/v1)")
         self.cfg = cfg

@@ -19,7 +19,7 @@ How:
 - the FLOP spec comes from the HF config plus the parameter count read from the safetensors
   headers (no weights loaded), or `params` from the config.
 
-    gen = VLLMGenerator(ModelConfig(name="m", path="/models/qwen", backend="vllm",
+    gen = VLLMGenerator(VLLMModel(name="m", path="/models/qwen", backend="vllm",
                                     engine_args={"gpu_memory_utilization": 0.85}))
     outs = gen.generate([GenerationRequest(prompt="Q: 1+1?\\n", n=4, stop=("\\n",), seed=0)])
 
@@ -36,7 +36,7 @@ from math import prod
 from pathlib import Path
 from typing import Any, Optional
 
-from rebase.config import ModelConfig
+from rebase.model_config import VLLMModel
 from rebase.errors import BadInput, RunFailure
 from rebase.flops import FlopSpec
 from rebase.types import Completion, GenerationRequest
@@ -108,7 +108,7 @@ def map_finish(finish_reason: Optional[str], stop_reason: Any) -> tuple[str, Opt
 class VLLMGenerator:
     """Generator protocol on an in-process vLLM engine (see the module docstring)."""
 
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: VLLMModel):
         from rebase.backends.loading import check_path
 
         self.cfg = cfg
