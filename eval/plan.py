@@ -66,8 +66,11 @@ def plan_units(cfg: RunConfig) -> list[Unit]:
                 pool.needs_prm |= any(a != "majority" for a in aggs) or cls.needs_prm
                 pool.outputs += [Output(entry.name, a, entry.reduction, b) for b in entry.budgets for a in aggs]
                 continue
+            options = entry.options()
+            if getattr(cls, "takes_reduction", False):
+                options["reduction"] = entry.reduction  # e.g. the adaptive stopping tally
             for b in entry.budgets:
-                units.append(Unit(entry.name, b, seed, entry.temperature, options=entry.options(),
+                units.append(Unit(entry.name, b, seed, entry.temperature, options=options,
                                   outputs=[Output(entry.name, a, entry.reduction, b) for a in aggs],
                                   needs_prm=cls.needs_prm or any(a != "majority" for a in aggs)))
     return units

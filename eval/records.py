@@ -31,6 +31,8 @@ FIELDS = KEY_FIELDS + (
     "subsets",  # number of k-subsets averaged (1 for a direct search)
     "error",
 )
+# Written only by strategies that report them (SearchResult.info["record"]):
+# samples_used, waves, stop, leader_probability (adaptive budgets, strategies/adaptive.py)
 
 
 def record_key(rec: dict) -> tuple:

@@ -115,5 +115,6 @@ class Worker:
                 rec.update(answer=ans, correct=float(grade_p(ans)), n_candidates=len(res.candidates),
                            n_finished=sum(c.finished and not c.truncated for c in res.candidates),
                            n_truncated=sum(c.truncated for c in res.candidates), subsets=1, wall_s=wall)
+                rec.update(res.info.get("record", {}))  # a strategy's own per-problem fields
             out.append(rec)
         return out

@@ -46,12 +46,21 @@ def _argmax_first(totals: dict[str, float]) -> Optional[str]:
     return best
 
 
-@AGGREGATORS.register("majority")
-def majority(cands: Sequence[Candidate], reduction: str = "last", include_truncated: bool = False) -> Optional[str]:
+def vote_totals(cands: Sequence[Candidate], weighted: bool, reduction: str = "last",
+                include_truncated: bool = False) -> dict[str, float]:
+    """The vote mass of each answer, in first-seen order: one per voter, or (weighted) the sum of
+    the voters' reduced PRM scores. The voting aggregators and the adaptive stopping rule
+    (strategies/stopping.py) read the same totals."""
     totals: dict[str, float] = {}
     for c in voters(cands, include_truncated):
-        totals[c.answer] = totals.get(c.answer, 0.0) + 1.0  # type: ignore[index]
-    return _argmax_first(totals)
+        w = reduce_scores(c.step_scores, reduction) if weighted else 1.0
+        totals[c.answer] = totals.get(c.answer, 0.0) + w  # type: ignore[index]
+    return totals
+
+
+@AGGREGATORS.register("majority")
+def majority(cands: Sequence[Candidate], reduction: str = "last", include_truncated: bool = False) -> Optional[str]:
+    return _argmax_first(vote_totals(cands, False, reduction, include_truncated))
 
 
 @AGGREGATORS.register("best_of_n")
@@ -66,10 +75,7 @@ def best_of_n(cands: Sequence[Candidate], reduction: str = "last", include_trunc
 
 @AGGREGATORS.register("weighted_majority")
 def weighted_majority(cands: Sequence[Candidate], reduction: str = "last", include_truncated: bool = False) -> Optional[str]:
-    totals: dict[str, float] = {}
-    for c in voters(cands, include_truncated):
-        totals[c.answer] = totals.get(c.answer, 0.0) + reduce_scores(c.step_scores, reduction)  # type: ignore[index]
-    return _argmax_first(totals)
+    return _argmax_first(vote_totals(cands, True, reduction, include_truncated))
 
 
 def aggregate(name: str, cands: Sequence[Candidate], reduction: str = "last", include_truncated: bool = False) -> Optional[str]:
