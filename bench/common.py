@@ -213,7 +213,7 @@ def make_context(policy_dir: Path, prm_dir: Path, problems: list[Any], sampling:
     prefix reuse, the same without it, info)."""
     import copy
 
-    from eval.prompts import PromptFormat
+    from rebase.tasks.prompts import PromptFormat
     from rebase.backends.hf import TransformersGenerator
     from rebase.config import PRMConfig
     from rebase.model_config import TransformersModel

@@ -1,3 +1,3 @@
-"""Evaluation layer: tasks (datasets), grading, the sweep runner and store, and the report (curves,
-Pareto frontier, scaling fits, plots). Imports only the layers below it: rebase core, reward_models
-and strategies."""
+"""Evaluation layer: the sweep planner, runner, workers and record store, replay of saved trees,
+and the report (curves, Pareto frontier, scaling fits, plots). Imports only the layers below it:
+rebase core and tasks, reward_models and strategies."""

@@ -35,27 +35,27 @@ def load_trees(path: Path) -> dict[str, list[Node]]:
 
 def candidates_of(unit: str, nodes: list[Node], ctx: Any) -> list:
     from strategies.mcts import MCTS
-    from strategies.sampling import _candidate
+    from strategies.sampling import candidate_from_text
     from strategies.tree import Tree
 
     if unit.startswith(("pool-", "greedy-", "majority-", "best_of_n-", "weighted_majority-")):
         out = []
         for n in nodes[1:]:
-            c = _candidate(n.text, n.finish_reason or "stop", n.path_tokens, ctx)
+            c = candidate_from_text(n.text, n.finish_reason or "stop", n.path_tokens, ctx)
             c.step_scores = list(n.step_scores) or None
             out.append(c)
         return out
     tree = Tree(problem=None, nodes=nodes)  # type: ignore[arg-type]
     for n in nodes[1:]:
         tree.children.setdefault(n.parent, []).append(n.id)
-    return MCTS._candidates(tree, ctx) if unit.startswith("mcts-") else tree.candidates(ctx)
+    return MCTS.tree_candidates(tree, ctx) if unit.startswith("mcts-") else tree.candidates(ctx)
 
 
 def replay(run_dir: Path, aggregators: Optional[list[str]] = None, reductions: Optional[list[str]] = None) -> dict:
     import pandas as pd
 
-    from eval.grading import grade
-    from eval.prompts import PromptFormat
+    from rebase.tasks.grading import grade
+    from rebase.tasks.prompts import PromptFormat
     from rebase.config import RunConfig
     from strategies.aggregators import aggregate
     from strategies.base import SearchContext

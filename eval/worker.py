@@ -15,7 +15,7 @@ from rebase.config import ModelConfig, RunConfig
 from rebase.registry import BACKENDS, PRM_FAMILIES, STRATEGIES
 from rebase.types import Problem, SearchResult
 from eval.plan import Output, Unit
-from eval.prompts import PromptFormat
+from rebase.tasks.prompts import PromptFormat
 from strategies.aggregators import aggregate
 from strategies.base import SearchContext
 
@@ -96,7 +96,7 @@ class Worker:
                  "n_finished": 0, "n_truncated": 0, "subsets": 0, "error": msg} for o in unit.outputs]
 
     def _records(self, unit: Unit, p: Problem, res: SearchResult, wall: float) -> list[dict]:
-        from eval.grading import grade
+        from rebase.tasks.grading import grade
         from eval.pool import derive
 
         def grade_p(ans: Optional[str]) -> bool:

@@ -4,8 +4,7 @@
     rebase sweep CONFIG [--set k=v ...] [--out DIR] [--ray [ADDRESS]]   the grid, resumable
     rebase report DIR [--flops-view paper|policy|total] curves, Pareto, fits, plots, index.html
     rebase replay DIR [--aggregator A] [--reduction R]  re-aggregate saved trees, no generation
-    rebase demo [--out DIR]                             the embedded default (configs/demo.yaml)
-    rebase train-demo [--out DIR]                       retrain the demo world's models
+    rebase demo [--out DIR]                             the embedded default (rebase/demo/demo.yaml)
 
 Exit codes: 0 success, 2 bad input (one line naming the culprit, nothing written), 1 a failure
 during the run (records already computed are kept). The last stdout line is a JSON summary.
@@ -21,9 +20,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Optional
 
+from rebase.demo import DEMO_CONFIG  # shipped inside the package
 from rebase.errors import BadInput, RunFailure
-
-DEMO_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "demo.yaml"
 
 
 def _env_defaults() -> None:
@@ -58,8 +56,6 @@ def _parser() -> argparse.ArgumentParser:
                    help="spread the demo over Ray actors (a local cluster uses every core)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--no-progress", action="store_true")
-    p = sub.add_parser("train-demo", help="retrain the demo world's policies and PRM")
-    p.add_argument("rest", nargs=argparse.REMAINDER)
     return ap
 
 
@@ -102,10 +98,6 @@ def dispatch(args: argparse.Namespace) -> tuple[dict, int]:
         s["report"] = r.get("files", {}).get("index.html", str(Path(args.out) / "report" / "index.html"))
         print(f"report: {s['report']}", file=sys.stderr)
         return s, 1 if s["failed"] else 0
-    if args.cmd == "train-demo":
-        from rebase.demo.train import main as train_main
-
-        return train_main(args.rest) or {}, 0
     raise BadInput(f"unknown command {args.cmd}")
 
 

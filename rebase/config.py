@@ -92,7 +92,7 @@ class DatasetConfig(Strict):
 
 
 class PromptConfig(Strict):
-    """How a problem becomes a prompt; defaults come from the dataset (eval/prompts.py)."""
+    """How a problem becomes a prompt; defaults come from the dataset (rebase/tasks/prompts.py)."""
 
     style: Optional[Literal["instruction", "few_shot"]] = None
     system: Optional[str] = None

@@ -20,7 +20,7 @@ from typing import Any
 from rebase.config import PRMConfig
 from reward_models.base import step_tag_text
 from reward_models.common import MarkerPRM, scrub, token_id
-from reward_models.step_tag import DEFAULT_TAG
+from reward_models.step_tag_layout import DEFAULT_TAG
 
 
 class MeanLogitPRM(MarkerPRM):

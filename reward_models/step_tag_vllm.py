@@ -33,7 +33,7 @@ from rebase.config import PRMConfig
 from rebase.errors import BadInput, RunFailure
 from reward_models.base import ScoreRequest, ScoreResult
 from reward_models.common import check_scores, left_truncate, request_tag
-from reward_models.step_tag import StepTagLayout
+from reward_models.step_tag_layout import StepTagLayout
 
 
 def _seq_cls_architectures(archs: list[str]) -> list[str]:
@@ -52,7 +52,7 @@ class StepTagVLLMPRM(StepTagLayout):
 
     def __init__(self, cfg: PRMConfig):
         from rebase.backends.loading import check_path
-        from rebase.backends.vllm_backend import CPU_BLOCK_SIZE, flop_spec_for
+        from rebase.backends.vllm_common import CPU_BLOCK_SIZE, flop_spec_for
         from reward_models._hf import load_tokenizer
 
         self.cfg = cfg

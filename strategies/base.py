@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict
 from rebase.config import SamplingConfig
 from rebase.flops import Ledger
 from rebase.generator import Generator
+from rebase.tasks.prompts import PromptFormat
 from rebase.types import Problem, SearchResult
 from reward_models.base import PRM
 
@@ -40,7 +41,7 @@ class StrategyParams(BaseModel):
 class SearchContext:
     generator: Generator
     prm: Optional[PRM]
-    prompts: Any  # eval.prompts.PromptFormat
+    prompts: PromptFormat
     sampling: SamplingConfig
     seed: int
     dataset: str

@@ -131,12 +131,12 @@ class MCTS(Strategy):
             for t, n in new:
                 backup(t, n)
             rnd += 1
-        return [t.result(self._candidates(t, ctx), {"rounds": rounds[i], "expansions": budget - left[i],
+        return [t.result(self.tree_candidates(t, ctx), {"rounds": rounds[i], "expansions": budget - left[i],
                                                     "exhausted": exhausted[i]})
                 for i, t in enumerate(trees)]
 
     @staticmethod
-    def _candidates(tree: Tree, ctx: SearchContext):
+    def tree_candidates(tree: Tree, ctx: SearchContext):
         cands = tree.candidates(ctx)
         if not any(c.finished for c in cands):
             open_leaves = [n for n in tree.leaves() if not terminal(n)]

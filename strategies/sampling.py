@@ -12,14 +12,14 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from rebase.registry import STRATEGIES
+from rebase.tasks.grading import extract_answer
 from rebase.types import Candidate, GenerationRequest, Node, Problem, SearchResult
 from reward_models.base import ScoreRequest
 from strategies.base import SearchContext, Strategy, request_seed
 
 
-def _candidate(text: str, finish_reason: str, generated: int, ctx: SearchContext) -> Candidate:
-    from eval.grading import extract_answer
-
+def candidate_from_text(text: str, finish_reason: str, generated: int, ctx: SearchContext) -> Candidate:
+    """A whole sampled solution as a Candidate (steps, answer, finish flags); replay reuses it."""
     text = ctx.prompts.truncate_after_answer(text)
     steps = ctx.prompts.split_steps(text)
     final = any(ctx.prompts.is_final(s) for s in steps)
@@ -76,7 +76,7 @@ class NSample(Strategy):
             cs = []
             for c in comps:
                 led.add(gen.name, gen.flop_spec, "policy", c.prompt_tokens, c.cached_tokens, c.generated_tokens)
-                cs.append(_candidate(c.text, c.finish_reason, c.generated_tokens, ctx))
+                cs.append(candidate_from_text(c.text, c.finish_reason, c.generated_tokens, ctx))
             cands.append(cs)
         do_score = (self.needs_prm if score is None else score) and ctx.prm is not None
         prm_tokens = score_candidates(problems, cands, ctx, ledgers) if do_score else [[0] * len(cs) for cs in cands]

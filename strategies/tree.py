@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from rebase.errors import PRMError, RunFailure
+from rebase.tasks.grading import extract_answer
 from rebase.flops import Ledger
 from rebase.types import Candidate, GenerationRequest, Node, Problem, SearchResult
 from reward_models.base import ScoreRequest
@@ -35,13 +36,6 @@ from strategies.base import SearchContext, request_seed
 def terminal(node: Node) -> bool:
     """Whether a node has left the frontier (finished naturally or cut by a cap)."""
     return node.finished or node.truncated
-
-
-def extract_answer(text: str, dataset: str) -> Optional[str]:
-    """The answer of a full solution text; imported lazily so strategies load without eval."""
-    from eval.grading import extract_answer as _extract
-
-    return _extract(text, dataset)
 
 
 @dataclass

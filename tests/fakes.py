@@ -135,7 +135,7 @@ def problems(k: int, dataset: str = "gsm8k") -> list[Problem]:
 
 def make_ctx(gen, prm, dataset: str = "gsm8k", seed: int = 0, **sampling):
     """A SearchContext over the fakes with the dataset's default prompt format."""
-    from eval.prompts import PromptFormat
+    from rebase.tasks.prompts import PromptFormat
     from strategies.base import SearchContext
 
     return SearchContext(generator=gen, prm=prm, prompts=PromptFormat.from_config(dataset),

@@ -1,4 +1,4 @@
-"""Tests for the `arith` dataset (eval/arith.py): seeded generation, levels, gold answers, the
+"""Tests for the `arith` dataset (rebase/tasks/arith.py): seeded generation, levels, gold answers, the
 step checker's Math-Shepherd-style labels, and evaluation/training disjointness.
 
     OMP_NUM_THREADS=1 .venv/bin/pytest -x -q tests/test_arith.py
@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from eval.arith import (
+from rebase.tasks.arith import (
     LEVELS,
     RESULT_CAP,
     check_steps,
@@ -22,7 +22,7 @@ from eval.arith import (
     solve,
     training_problems,
 )
-from eval.grading import extract_answer, grade
+from rebase.tasks.grading import extract_answer, grade
 
 
 def cfg(size=50, seed=0, levels=None):

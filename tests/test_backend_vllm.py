@@ -18,7 +18,7 @@ import shutil
 
 import pytest
 
-from rebase.backends.vllm_backend import map_finish, safetensors_param_count
+from rebase.backends.vllm_common import map_finish, safetensors_param_count
 from rebase.model_config import VLLMModel
 from rebase.errors import RunFailure
 from rebase.types import GenerationRequest
@@ -188,7 +188,7 @@ def test_render_chat_encode_and_flop_spec(vllm_gen, vllm_model_dir):
 def test_same_config_runs_on_vllm_and_transformers(vllm_gen, vllm_model_dir, tiny_dir, data_dir):
     """One seeded config through the real sweep worker on both backends: both give valid records,
     and REBASE on vLLM reads its children's prompts from the prefix cache (cached tokens > 0)."""
-    from eval.datasets import load_problems
+    from rebase.tasks.datasets import load_problems
     from eval.plan import plan_units
     from eval.records import FIELDS
     from eval.worker import Worker

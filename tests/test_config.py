@@ -63,7 +63,9 @@ def test_malformed_yaml_and_missing_file(tmp_path):
 def test_shipped_configs_validate():
     from pathlib import Path
 
-    configs = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
-    assert any(p.name == "demo.yaml" for p in configs)
+    from rebase.demo import DEMO_CONFIG
+
+    configs = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml")) + [DEMO_CONFIG]
+    assert DEMO_CONFIG.is_file() and len(configs) > 1
     for p in configs:
         load_config(p)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from eval.datasets import load_problems
+from rebase.tasks.datasets import load_problems
 from rebase.config import DatasetConfig
 from rebase.errors import BadInput
 
@@ -72,9 +72,9 @@ def test_levels_sample_limit(data_dir):
 
 
 def test_arith_is_registered_lazily():
-    # a fresh interpreter, so no other test can have imported eval.arith already
+    # a fresh interpreter, so no other test can have imported rebase.tasks.arith already
     code = ("import sys; from rebase.registry import DATASETS; DATASETS.check('arith'); "
-            "assert 'eval.datasets' in sys.modules and 'eval.arith' not in sys.modules")
+            "assert 'rebase.tasks.datasets' in sys.modules and 'rebase.tasks.arith' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
 
 

@@ -14,10 +14,10 @@ import itertools
 import numpy as np
 import pytest
 
-from eval.arith import make_problem, reference_solution, training_problems
+from rebase.tasks.arith import make_problem, reference_solution, training_problems
 from rebase.demo import MODELS_DIR
-from rebase.demo.tokenizer import BAD, GOOD, STEP_TAG, build_tokenizer
-from rebase.demo.train_policy import PolicySpec, policy_batch, prompt_text, train_policy
+from scripts.train_demo.tokenizer import BAD, GOOD, STEP_TAG, build_tokenizer
+from scripts.train_demo.train_policy import PolicySpec, policy_batch, prompt_text, train_policy
 from reward_models.base import step_tag_text
 
 
@@ -63,8 +63,8 @@ def test_tiny_training_is_deterministic(tok):
 
 
 def test_prm_data_and_auc(tok):
-    from rebase.demo.train_prm import auc, encode, label_samples, pair_logits, step_auc
-    from rebase.demo.train_policy import make_model
+    from scripts.train_demo.train_prm import auc, encode, label_samples, pair_logits, step_auc
+    from scripts.train_demo.train_policy import make_model
 
     p = make_problem(0, 2, 3)
     ref = "\n".join(reference_solution(p))
@@ -84,7 +84,7 @@ def test_prm_data_and_auc(tok):
 def _committed(name):
     d = MODELS_DIR / name
     if not (d / "model.safetensors").exists():
-        pytest.skip(f"{d} not trained yet (rebase train-demo)")
+        pytest.skip(f"{d} not trained yet (python -m scripts.train_demo)")
     return d
 
 
@@ -92,8 +92,8 @@ def test_committed_models_load_and_larger_is_better(tok):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from rebase.demo.train import heldout_problems
-    from rebase.demo.train_policy import greedy_accuracy
+    from scripts.train_demo.artifacts import heldout_problems
+    from scripts.train_demo.train_policy import greedy_accuracy
 
     torch.set_num_threads(1)
     probs = heldout_problems(50)

@@ -12,7 +12,7 @@ import threading
 
 import pytest
 
-from eval.grading import answer_key, extract_answer, grade, last_boxed, verify_latex
+from rebase.tasks.grading import answer_key, extract_answer, grade, last_boxed, verify_latex
 
 
 def _rows(path):

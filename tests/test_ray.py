@@ -72,7 +72,7 @@ def test_bad_worker_count_is_bad_input(monkeypatch, tiny_dir, data_dir, tmp_path
 
 
 def test_actor_turns_a_failing_batch_into_failure_records(tiny_dir, data_dir):
-    from eval.datasets import load_problems
+    from rebase.tasks.datasets import load_problems
 
     cfg = RunConfig.model_validate(config(tiny_dir, data_dir))
     problems = load_problems(cfg.dataset)[:2]

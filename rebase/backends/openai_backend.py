@@ -42,7 +42,7 @@ from typing import Any, Optional
 from urllib.parse import urlparse
 
 from rebase.backends.retry import RETRYABLE_STATUS, Retryable, RetryPolicy, retry_async
-from rebase.backends.vllm_backend import map_finish
+from rebase.backends.vllm_common import map_finish
 from rebase.model_config import OpenAIModel
 from rebase.errors import BadInput, RunFailure
 from rebase.flops import FlopSpec
@@ -103,7 +103,7 @@ class OpenAIGenerator:
 
             self._tokenizer = load_tokenizer(str(local), trust_remote_code=cfg.trust_remote_code)
         if self._local is not None and (local / "config.json").is_file():
-            from rebase.backends.vllm_backend import flop_spec_for
+            from rebase.backends.vllm_common import flop_spec_for
 
             self.flop_spec = flop_spec_for(str(local), cfg.params, cfg.trust_remote_code)
         elif cfg.params:

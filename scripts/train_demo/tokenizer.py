@@ -6,7 +6,7 @@ the tokenizer deterministic without training. The PRM strings " ки" (step tag)
 bad labels) are single tokens, as the `step_tag` PRM adapter requires. Encoding adds <s> in front
 (post-processor), so a backend that tokenizes the plain prompt sees exactly what training saw.
 
-    from rebase.demo.tokenizer import build_tokenizer
+    from scripts.train_demo.tokenizer import build_tokenizer
     tok = build_tokenizer()            # PreTrainedTokenizerFast
     tok.save_pretrained("some/dir")    # AutoTokenizer.from_pretrained("some/dir") works
 """

@@ -17,7 +17,7 @@ through `datasets`:
 hub ids need not match those of a local file that carries `idx`.)
 
     from rebase.config import DatasetConfig
-    from eval.datasets import load_problems
+    from rebase.tasks.datasets import load_problems
     probs = load_problems(DatasetConfig(name="math500", path="../shared/data/math500/test.jsonl", levels=[5]))
 """
 
@@ -29,7 +29,7 @@ import re
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
 
-from eval.grading import last_boxed
+from rebase.tasks.grading import last_boxed
 from rebase.config import DatasetConfig
 from rebase.errors import BadInput
 from rebase.registry import DATASETS
@@ -40,8 +40,8 @@ Row = tuple[str, int, dict[str, Any]]  # (source, 1-based line or row number, th
 _MATH_SUBJECTS = ("algebra", "counting_and_probability", "geometry", "intermediate_algebra",
                   "number_theory", "prealgebra", "precalculus")
 
-# The only module-level action: a lazy entry, so looking up datasets never imports eval.arith.
-DATASETS.register_lazy("arith", "eval.arith:load_arith")
+# The only module-level action: a lazy entry, so looking up datasets never imports rebase.tasks.arith.
+DATASETS.register_lazy("arith", "rebase.tasks.arith:load_arith")
 
 
 def read_jsonl(path: str | Path) -> list[Row]:

@@ -1,14 +1,15 @@
-"""`rebase train-demo`: retrain the demo world (three arith policies and a step PRM) from scratch.
+"""`python -m scripts.train_demo`: retrain the demo world (three arith policies and a step PRM) from scratch.
 
 Why: the embedded demo ships small trained models under rebase/demo/models/; this command rebuilds
 them deterministically (same seed, same machine and thread count -> same weights), so the weights
 are reproducible rather than opaque artefacts. Each model directory gets safetensors weights, the
 character-level tokenizer, its config, train_info.json and a MODEL_CARD.md with measured accuracy.
 
-    rebase train-demo [--out DIR] [--steps-scale F] [--only arith-s,arith-prm] [--eval-size 500]
-    python -m rebase.demo.train --steps-scale 0.01 --out /tmp/demo   # a quick smoke run
+    python -m scripts.train_demo [--out DIR] [--steps-scale F] [--only arith-s,arith-prm] [--eval-size 500]
+    python -m scripts.train_demo --steps-scale 0.01 --out /tmp/demo   # a quick smoke run
 
-Everything runs on one CPU thread; the full run takes roughly 20-25 minutes on a 2-core machine.
+Run from the repository root (training is not part of the installed package). Everything runs
+on one CPU thread; the full run takes roughly 20-25 minutes on a 2-core machine.
 """
 
 from __future__ import annotations
@@ -21,10 +22,12 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from rebase.demo.train_policy import PolicySpec
+from rebase.demo import MODELS_DIR
+from scripts.train_demo.artifacts import heldout_problems, save_model
+from scripts.train_demo.train_policy import PolicySpec
 
 SAMPLING_PROBLEMS = 200  # held-out problems for the k-sample metrics in the cards
-DEFAULT_OUT = Path(__file__).resolve().parent / "models"
+DEFAULT_OUT = MODELS_DIR
 
 # Sizes span ~6x in parameters so that search on the small model can be compared with greedy
 # decoding on the large one at equal FLOPs. Steps fit the CPU budget: smaller models get fewer
@@ -46,21 +49,6 @@ def _log_to(path: Optional[Path]):
     return log
 
 
-def heldout_problems(n: int):
-    """The first n evaluation problems (seed 0, levels 1-5 in turn): never seen in training."""
-    from eval.arith import LEVELS, make_problem
-
-    return [make_problem(0, i, LEVELS[i % len(LEVELS)]) for i in range(n)]
-
-
-def save_model(model, tok, out: Path, info: dict, card: str) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out, safe_serialization=True)
-    tok.save_pretrained(out)
-    (out / "train_info.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-    (out / "MODEL_CARD.md").write_text(card, encoding="utf-8")
-
-
 def scaled(spec: PolicySpec, scale: float) -> PolicySpec:
     from dataclasses import replace
 
@@ -73,14 +61,14 @@ def policy_card(spec: PolicySpec, info: dict) -> str:
     levels = " | ".join(f"L{lv}: {acc:.1%}" for lv, acc in g["per_level"].items())
     return f"""# {spec.name}: demo arith policy
 
-A Llama-architecture causal LM trained from scratch by `rebase train-demo` (rebase/demo/train.py)
+A Llama-architecture causal LM trained from scratch by `python -m scripts.train_demo` (scripts/train_demo/train.py)
 to solve the `arith` dataset's multi-step arithmetic problems step by step.
 
 - Architecture: LlamaForCausalLM, hidden {spec.hidden}, {spec.layers} layers, {spec.heads} heads,
   MLP {spec.intermediate or 3 * spec.hidden}, tied embeddings, character-level tokenizer ({info['vocab']} tokens).
 - Parameters: {info['params']:,} (fp32 safetensors).
 - Data: reference solutions of training problems from a seed stream disjoint from evaluation
-  (eval/arith.py `training_problems`), levels 1-5, one level per batch.
+  (rebase/tasks/arith.py `training_problems`), levels 1-5, one level per batch.
 - Format: plain prompt "Question: {{question}}\\nAnswer:\\n", one step per line, last line
   "The answer is N", then </s>. No chat template. Loss on solution tokens only.
 - Training: AdamW (peak lr {spec.lr}, betas 0.9/0.95, weight decay {spec.weight_decay}), batch {spec.batch},
@@ -106,7 +94,7 @@ def measure(tok, out: Path, only: set[str], eval_size: int, log) -> dict:
     """Re-measure saved policies (greedy and sampling) and rewrite their cards; weights untouched."""
     from transformers import AutoModelForCausalLM
 
-    from rebase.demo.train_policy import greedy_accuracy, sampling_metrics
+    from scripts.train_demo.train_policy import greedy_accuracy, sampling_metrics
 
     heldout = heldout_problems(eval_size)
     results = {}
@@ -127,7 +115,7 @@ def measure(tok, out: Path, only: set[str], eval_size: int, log) -> dict:
 
 def train_policies(tok, out: Path, scale: float, only: set[str], eval_size: int, log,
                    eval_every: int = 0) -> dict:
-    from rebase.demo.train_policy import greedy_accuracy, sampling_metrics, train_policy
+    from scripts.train_demo.train_policy import greedy_accuracy, sampling_metrics, train_policy
 
     heldout = heldout_problems(eval_size)
     results = {}
@@ -152,7 +140,7 @@ def train_policies(tok, out: Path, scale: float, only: set[str], eval_size: int,
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    ap = argparse.ArgumentParser(prog="rebase train-demo", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m scripts.train_demo", description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=str(DEFAULT_OUT), help="output directory (default: rebase/demo/models)")
     ap.add_argument("--steps-scale", type=float, default=1.0, help="multiply every model's step count")
     ap.add_argument("--only", default="", help="comma-separated model names to (re)train")
@@ -163,12 +151,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--log", default=None, help="also append the log to this file")
     args = ap.parse_args(argv)
     if args.steps_scale <= 0:
-        print("rebase train-demo: --steps-scale must be > 0", file=sys.stderr)
+        print("python -m scripts.train_demo: --steps-scale must be > 0", file=sys.stderr)
         return 2
 
     import torch
 
-    from rebase.demo.tokenizer import build_tokenizer
+    from scripts.train_demo.tokenizer import build_tokenizer
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     torch.set_num_threads(1)
@@ -184,7 +172,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 0
     results = train_policies(tok, out, args.steps_scale, only, args.eval_size, log, args.eval_every)
     if not only or "arith-prm" in only:
-        from rebase.demo.train_prm import train_and_save_prm
+        from scripts.train_demo.train_prm import train_and_save_prm
 
         results["arith-prm"] = train_and_save_prm(tok, out, args.steps_scale, args.eval_size, log)
     log(f"done in {time.time() - t0:.0f}s")

@@ -9,7 +9,7 @@ loss on solution tokens only (AdamW, batch 32, warmup + cosine decay, one seed f
 Also here: a minimal batched sampler (`generate_solutions`) and greedy evaluation, used for the
 model cards and for sampling the PRM's training data.
 
-    from rebase.demo.train_policy import PolicySpec, train_policy
+    from scripts.train_demo.train_policy import PolicySpec, train_policy
     model, info = train_policy(PolicySpec("arith-s", hidden=48, layers=2, heads=4, steps=100), tok)
 """
 
@@ -23,7 +23,7 @@ from typing import Callable, Optional, Sequence
 
 import torch
 
-from eval.arith import LEVELS, check_steps, reference_solution, training_problems
+from rebase.tasks.arith import LEVELS, check_steps, reference_solution, training_problems
 from rebase.types import Problem
 
 MAX_NEW_TOKENS = 160  # a level-5 reference solution is ~130 characters
@@ -194,7 +194,7 @@ def is_correct(question: str, text: str) -> bool:
 
 def greedy_accuracy(model, tok, problems: Sequence[Problem]) -> dict:
     """Greedy accuracy overall and per level (answer-graded: the final answer equals gold)."""
-    from eval.grading import extract_answer, grade
+    from rebase.tasks.grading import extract_answer, grade
 
     texts = generate_solutions(model, tok, [p.question for p in problems], temperature=0.0)
     per: dict[int, list[bool]] = {}
@@ -214,7 +214,7 @@ def sampling_metrics(model, tok, problems: Sequence[Problem], k: int = 8, temper
     line (the errors a step PRM can catch)."""
     from collections import Counter
 
-    from eval.grading import extract_answer, grade
+    from rebase.tasks.grading import extract_answer, grade
 
     qs = [p.question for p in problems for _ in range(k)]
     texts = generate_solutions(model, tok, qs, temperature=temperature, seed=seed)
@@ -238,7 +238,7 @@ def sampling_metrics(model, tok, problems: Sequence[Problem], k: int = 8, temper
 
 def _first_error_is_slip(question: str, steps: list[str]) -> bool:
     """Whether the first bad step has the right operands and operation but a wrong result."""
-    from eval.arith import solve
+    from rebase.tasks.arith import solve
 
     chain = solve(question)
     labels = check_steps(question, steps)

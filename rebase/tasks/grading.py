@@ -16,7 +16,7 @@ that "valid", "correct" and "the same answer" mean the same thing everywhere.
 - `answer_key(answer, dataset)`: the canonical string equivalent answers share ("$1,000.00" and
   "1000"; "\\dfrac{1}{2}" and "\\frac12").
 
-    from eval.grading import extract_answer, grade
+    from rebase.tasks.grading import extract_answer, grade
     ans = extract_answer("... so 3 + 4 = 7.\\nThe answer is 7.", "gsm8k")   # "7"
     grade(ans, "7", "gsm8k")                                                 # True
 """

@@ -2,14 +2,14 @@
 
 Why: REBASE, MCTS and weighted voting need a process reward model whose step scores carry a real
 signal. As in Math-Shepherd, the labels come for free: the demo policies sample solutions to
-training problems (temperature 0.9), `eval.arith.check_steps` labels every step (good until the
+training problems (temperature 0.9), `rebase.tasks.arith.check_steps` labels every step (good until the
 first wrong one), and a Llama causal LM learns to put "+" or "-" after each step tag in the
 `step_tag` layout (reward_models/base.py `step_tag_text`, tag " ки"). The model starts from the
 largest policy's weights (it already reads the arithmetic) and is trained with a class-balanced
 cross-entropy over [logit("+"), logit("-")] at the tag positions only: exactly the score the
 generic `step_tag` adapter reads (softmax over the good/bad logits, good first).
 
-    from rebase.demo.train_prm import train_and_save_prm
+    from scripts.train_demo.train_prm import train_and_save_prm
     info = train_and_save_prm(tok, Path("rebase/demo/models"), steps_scale=1.0, eval_size=500, log=print)
 """
 
@@ -24,9 +24,9 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from eval.arith import check_steps, training_problems
-from rebase.demo.tokenizer import BAD, GOOD, STEP_TAG
-from rebase.demo.train_policy import generate_solutions, split_steps
+from rebase.tasks.arith import check_steps, training_problems
+from scripts.train_demo.tokenizer import BAD, GOOD, STEP_TAG
+from scripts.train_demo.train_policy import generate_solutions, split_steps
 from reward_models.base import step_tag_text
 
 POLICY_NAMES = ("arith-s", "arith-m", "arith-l")
@@ -168,7 +168,7 @@ def prm_card(info: dict) -> str:
     return f"""# arith-prm: demo step process reward model
 
 A Llama-architecture causal LM (the shape of {INIT_FROM}, initialised from its weights) fine-tuned by
-`rebase train-demo` (rebase/demo/train_prm.py) as a Math-Shepherd-style step PRM for `arith`.
+`python -m scripts.train_demo` (scripts/train_demo/train_prm.py) as a Math-Shepherd-style step PRM for `arith`.
 
 - Use it with the `step_tag` PRM family: tag " ки", good "+", bad "-". Input layout
   (reward_models/base.py `step_tag_text`): "{{question}} {{step 1}} ки\\n{{step 2}} ки...";
@@ -176,7 +176,7 @@ A Llama-architecture causal LM (the shape of {INIT_FROM}, initialised from its w
 - Parameters: {info['params']:,} (fp32 safetensors); character-level tokenizer shared with the policies.
 - Data: {info['n_train']} solutions sampled at temperature {TEMPERATURE} from arith-s, arith-m and arith-l
   ({SAMPLES_PER_POLICY} each) on training problems (a seed stream disjoint from evaluation), every
-  step labelled by `eval.arith.check_steps` (good until the first wrong step);
+  step labelled by `rebase.tasks.arith.check_steps` (good until the first wrong step);
   {info['train_steps_labelled']} labelled steps, {info['good_fraction']:.1%} good.
 - Training: class-balanced cross-entropy over the (good, bad) logits at tag positions only, AdamW
   (lr {LR}, batch {BATCH}), {info['steps']} steps, seed {SEED}, one CPU thread: {info['train_s']} s
@@ -191,7 +191,7 @@ def train_and_save_prm(tok, out: Path, steps_scale: float, eval_size: int, log) 
     """Sample and label PRM data from the saved policies in `out`, train, measure AUC, save."""
     from transformers import AutoModelForCausalLM
 
-    from rebase.demo.train import heldout_problems, save_model
+    from scripts.train_demo.artifacts import heldout_problems, save_model
 
     models = {n: AutoModelForCausalLM.from_pretrained(out / n).eval() for n in POLICY_NAMES}
     t0 = time.time()
