@@ -74,7 +74,7 @@ def prepare_out(out: Path, cfg: RunConfig, fresh: bool) -> None:
 def check_models(cfg: RunConfig) -> None:
     """Every policy model and the PRM, checked before anything is written: paths, backend-specific
     needs (vllm installed, an openai key variable set, a parameter count), without loading weights."""
-    from rebase.backends.loading import check_path
+    from rebase.paths import check_path
 
     for i, m in enumerate(cfg.models):
         try:

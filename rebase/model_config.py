@@ -39,7 +39,7 @@ class _Model(BaseModel):
 
     def preflight(self, where: str) -> None:
         """Filesystem checks without loading weights; BadInput naming `where` (e.g. models.1)."""
-        from rebase.backends.loading import check_path, package_dir
+        from rebase.paths import check_path, package_dir
 
         gguf = getattr(self, "gguf_file", None)
         try:

@@ -51,7 +51,7 @@ class StepTagVLLMPRM(StepTagLayout):
     role = "prm"
 
     def __init__(self, cfg: PRMConfig):
-        from rebase.backends.loading import check_path
+        from rebase.paths import check_path
         from rebase.backends.vllm_common import CPU_BLOCK_SIZE, flop_spec_for
         from reward_models._hf import load_tokenizer
 

@@ -316,7 +316,8 @@ def test_encode_never_doubles_bos(gen, monkeypatch):
 
 
 def test_missing_model_path_is_bad_input(tmp_path):
-    from rebase.backends.loading import check_path, load_tokenizer
+    from rebase.backends.loading import load_tokenizer
+    from rebase.paths import check_path
 
     with pytest.raises(BadInput, match="model path '.*nope' does not exist"):
         load_tokenizer(str(tmp_path / "nope"))

@@ -43,7 +43,7 @@ class VLLMGenerator:
     """Generator protocol on an in-process vLLM engine (see the module docstring)."""
 
     def __init__(self, cfg: VLLMModel):
-        from rebase.backends.loading import check_path
+        from rebase.paths import check_path
 
         self.cfg = cfg
         self.name = cfg.name
