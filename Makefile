@@ -1,4 +1,4 @@
-# rebase: `make demo` runs the embedded default sweep and its report; `make test` runs the tests.
+# rebase: `make demo` runs the embedded default sweep and its report; `make test` runs ruff, then the tests.
 # Each target creates .venv and installs everything it needs when missing (CPU torch on a machine
 # without CUDA: a plain `pip install torch` there would pull a multi-GB CUDA build).
 
@@ -41,9 +41,11 @@ demo: install
 	$(VENV)/bin/rebase demo --out runs/demo --ray
 
 test: install chromium
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q -ra --durations=15
 
 test-fast: install
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q -m "not slow" -x
 
 bench: install

@@ -266,7 +266,9 @@ def test_prefix_cache_is_bounded_and_evicts(zoo):
 def test_prefix_cache_lru_order():
     from rebase.backends.hf_cache import PrefixKVCache
 
-    kv = lambda n: [torch.zeros(1, n, 2)]  # 8 bytes per token per tensor
+    def kv(n):
+        return [torch.zeros(1, n, 2)]  # 8 bytes per token per tensor
+
     cache = PrefixKVCache(capacity_bytes=3 * 2 * 8 * 4)  # room for three 4-token entries
     for base in (10, 20, 30):
         assert cache.insert([base, base + 1, base + 2, base + 3], kv(4), kv(4))

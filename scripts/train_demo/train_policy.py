@@ -82,9 +82,9 @@ def policy_batch(tok, problems: Sequence[Problem]) -> tuple[torch.Tensor, torch.
     ids = torch.full((len(rows), width), tok.pad_token_id, dtype=torch.long)
     lab = torch.full((len(rows), width), -100, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, (r, l) in enumerate(zip(rows, labels)):
+    for i, (r, lb) in enumerate(zip(rows, labels)):
         ids[i, : len(r)] = torch.tensor(r)
-        lab[i, : len(l)] = torch.tensor(l)
+        lab[i, : len(lb)] = torch.tensor(lb)
         mask[i, : len(r)] = 1
     return ids, mask, lab
 
