@@ -11,13 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
-from rebase.config import RunConfig, StrategyConfig
+from rebase.config import RunConfig, StrategyConfig, strategy_label
 from rebase.registry import STRATEGIES
 
 
 @dataclass(frozen=True)
 class Output:
-    """One record per problem: strategy name, aggregator, step-score reduction, budget."""
+    """One record per problem: strategy (the entry's label, else its name), aggregator, step-score
+    reduction, budget."""
 
     strategy: str
     aggregator: str
@@ -35,11 +36,14 @@ class Unit:
     outputs: list[Output] = field(default_factory=list)
     pool: bool = False
     needs_prm: bool = False
+    tag: Optional[str] = None  # the entry's label, when it has one: keeps its tree file apart
 
     @property
     def label(self) -> str:
+        """The tree file's stem; it starts with the search name (replay reads it from there)."""
         return f"{'pool' if self.pool else self.strategy}-b{self.budget}-s{self.seed}" + (
-            f"-t{self.temperature}" if self.pool and self.temperature is not None else "")
+            f"-t{self.temperature}" if self.pool and self.temperature is not None else "") + (
+            f"-{self.tag}" if self.tag else "")
 
 
 def aggregators_of(entry: StrategyConfig) -> list[str]:
@@ -64,13 +68,13 @@ def plan_units(cfg: RunConfig) -> list[Unit]:
                     units.append(pool)
                 pool.budget = max(pool.budget, max(entry.budgets))
                 pool.needs_prm |= any(a != "majority" for a in aggs) or cls.needs_prm
-                pool.outputs += [Output(entry.name, a, entry.reduction, b) for b in entry.budgets for a in aggs]
+                pool.outputs += [Output(strategy_label(entry), a, entry.reduction, b) for b in entry.budgets for a in aggs]
                 continue
             options = entry.options()
             if getattr(cls, "takes_reduction", False):
                 options["reduction"] = entry.reduction  # e.g. the adaptive stopping tally
             for b in entry.budgets:
                 units.append(Unit(entry.name, b, seed, entry.temperature, options=options,
-                                  outputs=[Output(entry.name, a, entry.reduction, b) for a in aggs],
-                                  needs_prm=cls.needs_prm or any(a != "majority" for a in aggs)))
+                                  outputs=[Output(strategy_label(entry), a, entry.reduction, b) for a in aggs],
+                                  needs_prm=cls.needs_prm or any(a != "majority" for a in aggs), tag=entry.label))
     return units

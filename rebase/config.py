@@ -2,26 +2,50 @@
 
 Every component gets its own parameter object with each field documented; unknown keys, wrong
 types and unknown registry names are a BadInput naming the file and the key (CLI exit 2).
-Only `yaml.safe_load` is used. Strategy-specific options (e.g. `balance_temperature`) are
-validated by the strategy's own `Params` model (strategies/*.py).
+YAML is read by rebase/yaml_load.py (safe types only, duplicate keys and alias bombs refused).
+Strategy-specific options (e.g. `balance_temperature`) are validated by the strategy's own `Params`
+model (strategies/*.py). Every number that sizes work has a documented maximum (the MAX_* constants
+below) and every float must be finite, so a typo cannot ask for a run that never ends.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Annotated, Any, Literal, Optional
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, ValidationInfo, field_validator, model_validator
 
 from rebase.errors import BadInput
 from rebase.model_config import BACKEND_NAMES, ModelConfig, OpenAIModel, TransformersModel, VLLMModel  # noqa: F401 - re-exported
+from rebase.names import check_name, check_unique
+from rebase.yaml_load import load_yaml
+
+# the maxima of everything that sizes a run (README, "Contracts")
+MAX_BUDGET = 4096  # samples / finished solutions / expansions per problem
+MAX_SEEDS = 100  # entries of `seeds`
+MAX_SEED = 2**32 - 1  # seeds are 0 .. 2^32 - 1
+MAX_TEMPERATURE = 10.0  # sampling and per-strategy temperatures
+MAX_STEP_TOKENS = 32768
+MAX_TOKENS = 131072  # per solution
+MAX_DEPTH = 1000
+MAX_PROBLEMS = 1_000_000  # dataset.limit / sample / size
+MAX_BATCH_PROBLEMS = 4096
+Budget = Annotated[int, Field(gt=0, le=MAX_BUDGET)]
+SeedValue = Annotated[int, Field(ge=0, le=MAX_SEED)]
+
+
+def _no_repeats(v: list, what: str) -> list:
+    if len(set(v)) != len(v):
+        raise ValueError(f"{what} {next(x for x in v if v.count(x) > 1)} is listed twice")
+    return v
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=False)
+    model_config = ConfigDict(extra="forbid", frozen=False, allow_inf_nan=False)
 
 
 class PRMConfig(Strict):
@@ -75,12 +99,12 @@ class DatasetConfig(Strict):
     name: str  # gsm8k | math500 | math | arith
     path: Optional[str] = None  # local JSONL instead of the hub
     split: str = "test"
-    limit: Optional[PositiveInt] = None  # first k problems (after `sample`)
-    sample: Optional[PositiveInt] = None  # a seeded random subset of this size
-    sample_seed: int = 0
+    limit: Optional[int] = Field(None, gt=0, le=MAX_PROBLEMS)  # first k problems (after `sample`)
+    sample: Optional[int] = Field(None, gt=0, le=MAX_PROBLEMS)  # a seeded random subset of this size
+    sample_seed: int = Field(0, ge=0, le=MAX_SEED)
     levels: Optional[list[int]] = None  # keep only these difficulty levels
-    size: PositiveInt = 500  # arith: how many problems to generate
-    seed: int = 0  # arith: generator seed
+    size: int = Field(500, gt=0, le=MAX_PROBLEMS)  # arith: how many problems to generate
+    seed: int = Field(0, ge=0, le=MAX_SEED)  # arith: generator seed
 
     @field_validator("name")
     @classmethod
@@ -106,13 +130,19 @@ class PromptConfig(Strict):
 class StrategyConfig(BaseModel):
     """One strategy entry; extra keys are the strategy's own Params (validated there)."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
     name: str
-    budgets: list[PositiveInt] = Field(default_factory=lambda: [1])
+    label: Optional[str] = None  # the records' `strategy` (default: name); tells two entries of one search apart
+    budgets: list[Budget] = Field(default_factory=lambda: [1], min_length=1)
     aggregator: Optional[str] = None  # override the strategy's default aggregator
     aggregators: Optional[list[str]] = None  # several aggregators over the same candidates
     reduction: Literal["last", "min", "prod", "mean"] = "last"  # step-score reduction for voting
-    temperature: Optional[float] = Field(None, ge=0)  # overrides sampling.temperature for this entry
+    temperature: Optional[float] = Field(None, ge=0, le=MAX_TEMPERATURE)  # overrides sampling.temperature
+
+    @field_validator("budgets")
+    @classmethod
+    def _budgets(cls, v: list[int]) -> list[int]:
+        return _no_repeats(v, "budget")
 
     @field_validator("name")
     @classmethod
@@ -127,11 +157,11 @@ class StrategyConfig(BaseModel):
 
 
 class SamplingConfig(Strict):
-    temperature: float = Field(1.0, ge=0)
+    temperature: float = Field(1.0, ge=0, le=MAX_TEMPERATURE)
     top_p: float = Field(1.0, gt=0, le=1)
-    max_step_tokens: PositiveInt = 256
-    max_tokens: PositiveInt = 1024  # cumulative cap per solution (a true cap)
-    max_depth: PositiveInt = 25
+    max_step_tokens: int = Field(256, gt=0, le=MAX_STEP_TOKENS)
+    max_tokens: int = Field(1024, gt=0, le=MAX_TOKENS)  # cumulative cap per solution (a true cap)
+    max_depth: int = Field(25, gt=0, le=MAX_DEPTH)
 
 
 class RayConfig(Strict):
@@ -151,9 +181,9 @@ class RunConfig(Strict):
     dataset: DatasetConfig
     prompt: PromptConfig = Field(default_factory=PromptConfig)
     strategies: list[StrategyConfig] = Field(min_length=1)
-    seeds: list[int] = Field(default_factory=lambda: [0])
+    seeds: list[SeedValue] = Field(default_factory=lambda: [0], min_length=1, max_length=MAX_SEEDS)
     sampling: SamplingConfig = Field(default_factory=SamplingConfig)
-    batch_problems: PositiveInt = 16  # problems searched together (one generate call per round)
+    batch_problems: int = Field(16, gt=0, le=MAX_BATCH_PROBLEMS)  # problems searched together (one generate call per round)
     flops_view: Literal["paper", "policy", "total"] = "total"  # the report's x-axis
     save_trees: bool = True
     sample_reuse: bool = True  # N-sample strategies share one pool per (model, problem, seed)
@@ -161,20 +191,34 @@ class RunConfig(Strict):
     output: Optional[str] = None  # default output directory
     ray: RayConfig = Field(default_factory=RayConfig)
 
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, v: list[int]) -> list[int]:
+        return _no_repeats(v, "seed")
+
+
+def strategy_label(entry: StrategyConfig) -> str:
+    """The `strategy` field of the entry's records (and part of its tree file names)."""
+    return entry.label or entry.name
+
 
 def _set_dotted(d: dict[str, Any], key: str, value: Any) -> None:
     parts = key.split(".")
+    if any(not p.strip() for p in parts):
+        raise BadInput(f"--set {key!r}: an empty part in the key path")
     cur: Any = d
     for i, p in enumerate(parts[:-1]):
-        nxt = parts[i + 1]
+        nxt, here = parts[i + 1], ".".join(parts[: i + 1])
         if isinstance(cur, list):
             if not p.isdigit() or int(p) >= len(cur):
                 raise BadInput(f"--set {key}: '{p}' is not an index of the list at '{'.'.join(parts[:i])}'")
             cur = cur[int(p)]
-        else:
+        elif isinstance(cur, dict):
             if p not in cur or cur[p] is None:
                 cur[p] = [] if nxt.isdigit() else {}
             cur = cur[p]
+        if not isinstance(cur, (dict, list)):
+            raise BadInput(f"--set {key}: '{here}' holds a {type(cur).__name__}, not a mapping or list")
     last = parts[-1]
     if isinstance(cur, list):
         if not last.isdigit() or int(last) >= len(cur):
@@ -191,7 +235,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
             raise BadInput(f"--set '{item}': expected key=value")
         key, _, val = item.partition("=")
         try:
-            value = yaml.safe_load(val) if val.strip() else ""
+            value = load_yaml(val, f"--set {key.strip()}") if val.strip() else ""
         except yaml.YAMLError:
             value = val
         _set_dotted(raw, key.strip(), value)
@@ -246,7 +290,7 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None, raw
         except UnicodeDecodeError:
             raise BadInput(f"{source}: not UTF-8 text") from None
         try:
-            raw = yaml.safe_load(text)
+            raw = load_yaml(text, source)
         except yaml.YAMLError as e:
             mark = getattr(e, "problem_mark", None)
             where = f" line {mark.line + 1}" if mark else ""
@@ -266,9 +310,14 @@ def _check_semantics(source: str, cfg: RunConfig) -> None:
     """Cross-field checks pydantic cannot express locally."""
     from rebase.registry import AGGREGATORS, STRATEGIES
 
-    names = [m.name for m in cfg.models]
-    if len(set(names)) != len(names):
-        raise BadInput(f"{source}: models: duplicate model name")
+    for i, m in enumerate(cfg.models):
+        check_name(m.name, f"{source}: models.{i}.name")
+    check_unique(((f"{source}: models.{i}.name", m.name) for i, m in enumerate(cfg.models)), "model name")
+    for i, s in enumerate(cfg.strategies):
+        if s.label is not None:
+            check_name(s.label, f"{source}: strategies.{i}.label")
+    _check_collisions(source, cfg)
+    _check_templates(source, cfg)
     for i, s in enumerate(cfg.strategies):
         cls = STRATEGIES.get(s.name)
         for a in ([s.aggregator] if s.aggregator else []) + (s.aggregators or []):
@@ -284,6 +333,56 @@ def _check_semantics(source: str, cfg: RunConfig) -> None:
             raise BadInput(f"{source}: strategies.{i}: '{s.name}' needs a 'prm' section")
         if s.name == "greedy" and any(b != 1 for b in s.budgets):
             raise BadInput(f"{source}: strategies.{i}.budgets: greedy takes budget 1 only")
+
+
+def _check_collisions(source: str, cfg: RunConfig) -> None:
+    """Two entries whose records would share a key (strategy, aggregator, budget) would overwrite
+    each other's records and trees: refuse, and say how to tell them apart."""
+    from rebase.registry import STRATEGIES
+
+    check_unique(((f"{source}: strategies.{i}.label", s.label) for i, s in enumerate(cfg.strategies) if s.label),
+                 "strategy label")
+    owner: dict[tuple, int] = {}
+    for i, s in enumerate(cfg.strategies):
+        aggs = s.aggregators or [s.aggregator or STRATEGIES.get(s.name).default_aggregator]
+        if len(set(aggs)) != len(aggs):
+            raise BadInput(f"{source}: strategies.{i}.aggregators: an aggregator is listed twice")
+        for a in aggs:
+            for b in s.budgets:
+                key = (strategy_label(s).casefold(), a, b)
+                if key in owner:
+                    raise BadInput(f"{source}: strategies.{i}: its records ({strategy_label(s)}, {a}, budget {b}) "
+                                   f"collide with those of strategies.{owner[key]}; give one a distinct 'label'")
+                owner[key] = i
+
+
+# the placeholders each template may use; `{name}` right after a letter, digit, \\, ^ or _ is a
+# LaTeX argument (\\boxed{answer}, x^{2}), not a placeholder
+TEMPLATE_FIELDS = {"prompt.instruction": ("question",), "prm.judge_prompt": ("question", "steps", "step", "good", "bad")}
+_PLACEHOLDER = re.compile(r"(?<![A-Za-z0-9\\^_]){([A-Za-z_][A-Za-z0-9_]*)}")
+
+
+def _check_templates(source: str, cfg: RunConfig) -> None:
+    import string
+
+    texts = {"prompt.instruction": cfg.prompt.instruction, "prm.judge_prompt": cfg.prm.judge_prompt if cfg.prm else None}
+    for key, text in texts.items():
+        if text is None:
+            continue
+        allowed = TEMPLATE_FIELDS[key]
+        used = set(_PLACEHOLDER.findall(text))
+        if key == "prompt.instruction" and "{question}" in text:
+            # filled with str.format: every brace must be {question} or an escaped {{ }}
+            try:
+                used |= {f for _, f, _, _ in string.Formatter().parse(text) if f is not None}
+            except ValueError as e:
+                raise BadInput(f"{source}: {key}: not a valid template ({e}); write {{{{ and }}}} for literal braces") from None
+        if key == "prm.judge_prompt" and "{step}" not in text:
+            raise BadInput(f"{source}: {key}: must contain the {{step}} placeholder")
+        unknown = sorted(u for u in used if u not in allowed)
+        if unknown:
+            raise BadInput(f"{source}: {key}: unknown placeholder {{{unknown[0]}}}; allowed: "
+                           + ", ".join(f"{{{a}}}" for a in allowed))
 
 
 def config_hash(cfg: RunConfig) -> str:

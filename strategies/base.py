@@ -34,7 +34,7 @@ from reward_models.base import PRM
 class StrategyParams(BaseModel):
     """Base of every strategy's options; unknown keys are an error naming the key."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # every float finite
 
 
 @dataclass
