@@ -6,6 +6,7 @@ per call, then canned completions:
 
     "500" / "429" / "503"   that status (429 with Retry-After: 0)
     "401echo"               401 whose body echoes the Authorization header (must be scrubbed)
+    "401pad:N"              the same after N characters of padding (a key at any offset of the body)
     "sleep:S"               sleep S seconds, then answer normally (past the client's timeout)
     "drop"                  close the connection without an answer
     "ok"                    a canned completion (also what every call after the script gets)
@@ -82,6 +83,9 @@ class FaultServer:
                 return web.json_response({"error": {"message": "slow down"}}, status=429, headers={"Retry-After": "0"})
             if action == "401echo":
                 return web.Response(status=401, text=f"bad key: {request.headers.get('Authorization')}")
+            if action.startswith("401pad:"):
+                pad = "x" * int(action.split(":", 1)[1])
+                return web.Response(status=401, text=f"{pad}{request.headers.get('Authorization')} rest of the body")
             if action == "drop":
                 request.transport.close()
                 return web.Response(status=500)

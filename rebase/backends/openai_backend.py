@@ -46,6 +46,7 @@ from rebase.backends.vllm_common import map_finish
 from rebase.model_config import OpenAIModel
 from rebase.errors import BadInput, RunFailure
 from rebase.flops import FlopSpec
+from rebase.secrets import scrub_then_cut, url_secrets
 from rebase.types import Completion, GenerationRequest
 
 log = logging.getLogger("rebase.backends.openai")
@@ -134,8 +135,10 @@ class OpenAIGenerator:
             self._client = httpx.AsyncClient(headers=headers, timeout=httpx.Timeout(self.cfg.timeout_s), limits=limits)
             self._sem = asyncio.Semaphore(self.cfg.max_concurrency)
 
-    def _scrub(self, text: str) -> str:
-        return text.replace(self._key, "***") if self._key else text
+    def _scrub(self, text: str, limit: int = 300) -> str:
+        """The API key and base_url's credentials out of `text`, scrubbed before it is cut to
+        `limit` (cutting first could leave half a key that no replace would find)."""
+        return scrub_then_cut(text, [self._key, *url_secrets(self.cfg.base_url)], limit)
 
     async def _post(self, url: str, body: dict[str, Any]) -> dict[str, Any]:
         """One POST with retries; returns the JSON body of a 200 answer."""
@@ -158,7 +161,7 @@ class OpenAIGenerator:
                 ra = resp.headers.get("retry-after")
                 raise Retryable(f"HTTP {resp.status_code}", float(ra) if ra and ra.replace(".", "", 1).isdigit() else None)
             if resp.status_code != 200:
-                detail = self._scrub(resp.text[:300].strip().replace("\n", " "))
+                detail = self._scrub(resp.text)
                 raise RunFailure(f"{what}: HTTP {resp.status_code}: {detail}")
             try:
                 return resp.json()
