@@ -4,14 +4,21 @@ budget x seed in DIR/results.jsonl (DESIGN.md lists the required fields; we add 
 `correct` is a float: 0/1 for a single search, the mean over random k-subsets when a budget is
 derived from a larger shared sample pool (eval/pool.py); token and FLOP fields are then the
 subset means too. `error` is null, or the reason a problem failed (the report lists failures).
+`problem_hash` fingerprints the problem's question and gold, so a resume over a data file that was
+edited since (rows shifted, a gold fixed) is caught instead of mixing old and new problems.
 """
 
 from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
 
 KEY_FIELDS = ("model", "dataset", "problem_id", "strategy", "aggregator", "budget", "seed")
 
 FIELDS = KEY_FIELDS + (
     "model_params",  # total policy parameters (for compute-optimal model size)
+    "problem_hash",  # problem_hash(question, gold): the problem this record answered
     "level",  # difficulty level or null
     "reduction",  # step-score reduction used by the aggregator
     "answer",
@@ -33,6 +40,16 @@ FIELDS = KEY_FIELDS + (
 )
 # Written only by strategies that report them (SearchResult.info["record"]):
 # samples_used, waves, stop, leader_probability (adaptive budgets, strategies/adaptive.py)
+
+
+def problem_hash(question: str, gold: str) -> str:
+    """16 hex digits of sha256 over the question and the gold answer."""
+    return hashlib.sha256(json.dumps([question, gold], ensure_ascii=False).encode("utf-8")).hexdigest()[:16]
+
+
+def is_record(rec: Any) -> bool:
+    """Whether a parsed line has the shape of a record (an object with every key field)."""
+    return isinstance(rec, dict) and all(k in rec for k in KEY_FIELDS)
 
 
 def record_key(rec: dict) -> tuple:

@@ -5,6 +5,11 @@ Trees (DIR/trees/<model>/<unit>.jsonl, one node a line with its problem id, text
 finish flags) are rebuilt, their candidates recovered exactly as the strategy formed them, and every
 requested aggregator x reduction graded against the gold answers in DIR/results.jsonl. Writes
 DIR/replay.csv (model, unit, aggregator, reduction, accuracy, problems) and returns a summary.
+
+Bad directories are BadInput (exit 2, one line): a config.json that is not a readable config, a
+tree line that parses but is not a node (or names a parent it does not have), records of more
+than one dataset (their golds would be graded by one dataset's rules), links anywhere under DIR's
+trees/. Torn or non-UTF-8 lines are skipped with a warning, as the sweep skips them.
 """
 
 from __future__ import annotations
@@ -15,21 +20,38 @@ from typing import Any, Optional
 
 from rebase.errors import BadInput
 from rebase.types import Node
-from eval.store import read_jsonl
+from eval.outdir import check_tree, check_writable, inside
+from eval.store import numbered_lines
 
 REDUCTIONS = ("last", "min", "prod", "mean")
 AGGREGATORS = ("majority", "best_of_n", "weighted_majority")
 
 
+def _node(path: Path, i: int, row: Any, tree: Optional[list[Node]]) -> tuple[str, Node]:
+    """(problem id, node) of one tree line, or BadInput naming the line."""
+    from pydantic import TypeAdapter, ValidationError
+
+    if not isinstance(row, dict) or not isinstance(row.get("problem_id"), str):
+        raise BadInput(f"{path}:{i}: not a tree node (expected a JSON object with a problem_id)")
+    fields = {k: v for k, v in row.items() if k != "problem_id"}
+    try:
+        node = TypeAdapter(Node).validate_python(fields)
+    except ValidationError as e:
+        err = e.errors()[0]
+        raise BadInput(f"{path}:{i}: not a tree node ({'.'.join(map(str, err['loc'])) or 'node'}: {err['msg']})") from None
+    if node.id != 0 and (tree is None or node.parent not in {n.id for n in tree}):
+        raise BadInput(f"{path}:{i}: node {node.id} names parent {node.parent}, which its tree does not have")
+    return row["problem_id"], node
+
+
 def load_trees(path: Path) -> dict[str, list[Node]]:
     """problem id -> nodes; a problem searched again after a kill keeps its last complete tree."""
     trees: dict[str, list[Node]] = {}
-    for row in read_jsonl(path):
-        pid = row.pop("problem_id")
-        node = Node(**row)
+    for i, row in numbered_lines(path):
+        pid, node = _node(path, i, row, trees.get(row.get("problem_id")) if isinstance(row, dict) else None)
         if node.id == 0:
             trees[pid] = []  # a root starts a (possibly repeated) tree
-        trees.setdefault(pid, []).append(node)
+        trees[pid].append(node)
     return trees
 
 
@@ -51,12 +73,38 @@ def candidates_of(unit: str, nodes: list[Node], ctx: Any) -> list:
     return MCTS.tree_candidates(tree, ctx) if unit.startswith("mcts-") else tree.candidates(ctx)
 
 
+def read_config(cfg_file: Path) -> Any:
+    """The RunConfig that config.json holds, or BadInput."""
+    from pydantic import ValidationError
+
+    from rebase.config import RunConfig
+
+    try:
+        blob = json.loads(cfg_file.read_bytes().decode("utf-8"))
+        return RunConfig.model_validate(blob["config"])
+    except (ValueError, TypeError, KeyError) as e:  # ValidationError and UnicodeDecodeError are ValueErrors
+        why = "not a valid config" if isinstance(e, ValidationError) else f"not JSON with a 'config' ({type(e).__name__})"
+        raise BadInput(f"{cfg_file}: unreadable: {why}") from None
+
+
+def golds(path: Path, dataset: str) -> dict[str, str]:
+    """problem id -> gold of the records; records of another dataset are BadInput."""
+    gold: dict[str, str] = {}
+    for i, rec in numbered_lines(path):
+        if not isinstance(rec, dict) or not isinstance(rec.get("problem_id"), str) or "gold" not in rec:
+            raise BadInput(f"{path}:{i}: not a record (expected a JSON object with problem_id and gold)")
+        if rec.get("dataset", dataset) != dataset:
+            raise BadInput(f"{path}: holds records of dataset {rec['dataset']!r} beside {dataset!r} (config.json); "
+                           "replay grades one dataset")
+        gold[rec["problem_id"]] = rec.get("gold")
+    return gold
+
+
 def replay(run_dir: Path, aggregators: Optional[list[str]] = None, reductions: Optional[list[str]] = None) -> dict:
     import pandas as pd
 
     from rebase.tasks.grading import grade
     from rebase.tasks.prompts import PromptFormat
-    from rebase.config import RunConfig
     from strategies.aggregators import aggregate
     from strategies.base import SearchContext
 
@@ -68,11 +116,14 @@ def replay(run_dir: Path, aggregators: Optional[list[str]] = None, reductions: O
     for r in reductions:
         if r not in REDUCTIONS:
             raise BadInput(f"--reduction: unknown reduction '{r}'; available: {', '.join(REDUCTIONS)}")
-    cfg_file, trees_dir = run_dir / "config.json", run_dir / "trees"
+    if not run_dir.is_dir():
+        raise BadInput(f"{run_dir}: not a directory")
+    cfg_file, trees_dir = inside(run_dir, "config.json"), inside(run_dir, "trees", kind="dir")
     if not cfg_file.exists() or not trees_dir.is_dir():
         raise BadInput(f"{run_dir}: no config.json and trees/ here (was it run with save_trees?)")
-    cfg = RunConfig.model_validate(json.loads(cfg_file.read_text())["config"])
-    gold = {r["problem_id"]: r["gold"] for r in read_jsonl(run_dir / "results.jsonl")}
+    check_tree(run_dir, "trees")
+    cfg = read_config(cfg_file)
+    gold = golds(inside(run_dir, "results.jsonl"), cfg.dataset.name)
     ctx = SearchContext(generator=None, prm=None, prompts=PromptFormat.from_config(cfg.dataset.name, cfg.prompt),  # type: ignore[arg-type]
                         sampling=cfg.sampling, seed=0, dataset=cfg.dataset.name, include_truncated=cfg.include_truncated)
     rows = []
@@ -86,6 +137,7 @@ def replay(run_dir: Path, aggregators: Optional[list[str]] = None, reductions: O
                 rows.append({"model": model, "unit": unit, "aggregator": a, "reduction": r,
                              "accuracy": sum(ok) / max(len(ok), 1), "problems": len(ok)})
     table = pd.DataFrame(rows)
-    table.to_csv(run_dir / "replay.csv", index=False)
+    check_writable(run_dir, "replay:")
+    table.to_csv(inside(run_dir, "replay.csv"), index=False)
     best = table.sort_values("accuracy", ascending=False).head(1).to_dict("records") if len(table) else []
     return {"replay": str(run_dir / "replay.csv"), "rows": len(table), "best": best}

@@ -26,6 +26,7 @@ import pandas as pd
 
 from eval.records import KEY_FIELDS
 from rebase.errors import BadInput
+from eval.outdir import check_writable, inside
 
 FLOP_VIEWS = ("paper", "policy", "total")
 NUMERIC = ("model_params", "correct", "policy_generated_tokens", "prm_tokens", "flops_paper",
@@ -35,16 +36,17 @@ NUMERIC = ("model_params", "correct", "policy_generated_tokens", "prm_tokens", "
 def load_records(path: Path) -> tuple[pd.DataFrame, int]:
     """Read results.jsonl into a DataFrame (one row per record key); return it and the number of
     unparsable lines skipped."""
-    if not path.is_file():
+    if not path.exists():
         raise BadInput(f"{path}: no results.jsonl (run `rebase run` or `rebase sweep` first)")
+    path = inside(path.parent, path.name)  # no link, no directory in its place
     rows, skipped = [], 0
-    with path.open(encoding="utf-8") as fh:
+    with path.open("rb") as fh:
         for lineno, line in enumerate(fh, 1):
             if not line.strip():
                 continue
             try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
+                rec = json.loads(line.decode("utf-8"))
+            except ValueError:  # not JSON, or not UTF-8 (UnicodeDecodeError): skipped as the sweep does
                 # A kill mid-write leaves a torn last line; the rest of the file is still good.
                 warnings.warn(f"{path}:{lineno}: skipping a line that does not parse", stacklevel=2)
                 skipped += 1
@@ -84,12 +86,12 @@ def load_records(path: Path) -> tuple[pd.DataFrame, int]:
 def resolve_view(run_dir: Path, flops_view: str | None) -> str:
     """The FLOP view: the argument, else config.json's "flops_view", else "total"."""
     if flops_view is None:
-        cfg = run_dir / "config.json"
+        cfg = inside(run_dir, "config.json")
         if cfg.is_file():
             try:
-                flops_view = json.loads(cfg.read_text(encoding="utf-8")).get("flops_view")
-            except (json.JSONDecodeError, AttributeError) as exc:
-                raise BadInput(f"{cfg}: not a JSON object ({exc})") from exc
+                flops_view = json.loads(cfg.read_bytes().decode("utf-8")).get("flops_view")
+            except (ValueError, AttributeError) as exc:
+                raise BadInput(f"{cfg}: not a JSON object ({type(exc).__name__})") from None
         flops_view = flops_view or "total"
     if flops_view not in FLOP_VIEWS:
         raise BadInput(f"unknown flops view {flops_view!r}; available: {', '.join(FLOP_VIEWS)}")
@@ -109,8 +111,9 @@ def write_report(run_dir: Path, flops_view: str | None = None) -> dict:
     df, skipped = load_records(run_dir / "results.jsonl")
     if df[f"flops_{view}"].isna().all():
         raise BadInput(f"{run_dir / 'results.jsonl'}: no record has flops_{view}")
-    out = run_dir / "report"
-    out.mkdir(parents=True, exist_ok=True)
+    out = inside(run_dir, "report", kind="dir")
+    check_writable(out, "report:")
+    out.mkdir(exist_ok=True)
 
     table = curves.accuracy_curves(df)
     front = pareto.frontier(table, view)
@@ -119,8 +122,8 @@ def write_report(run_dir: Path, flops_view: str | None = None) -> dict:
     written = {}
 
     def put(name: str) -> Path:
-        written[name] = out / name
-        return out / name
+        written[name] = inside(out, name)
+        return written[name]
 
     table.to_csv(put("curves.csv"), index=False)
     front.to_csv(put("pareto.csv"), index=False)

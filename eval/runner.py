@@ -22,29 +22,16 @@ from typing import Any, Optional
 
 from rebase.config import RunConfig, config_hash
 from rebase.errors import BadInput
+from rebase.secrets import redact_url
+from eval.fingerprint import check_problems, first_difference, fingerprint, merged, show
+from eval.outdir import LOCK_NAME, DirLock, check_tree, inside
 from eval.plan import Unit, plan_units
-from eval.store import JsonlAppender, RecordStore
-
-FIXED_KEYS = ("sampling", "prompt", "prm", "include_truncated")
-
-
-def fixed_hash(cfg: RunConfig) -> str:
-    """Hash of the settings that change what a record means; the grid (models, strategies, budgets,
-    seeds, dataset size) may grow between resumes, these may not."""
-    d = cfg.model_dump(mode="json")
-    if d.get("prm"):
-        # the PRM's engine gives the same scores on either backend, and leaving it out keeps the
-        # hashes of output directories written before prm.backend existed
-        d["prm"] = {k: v for k, v in d["prm"].items() if k not in ("backend", "engine_args")}
-    blob = json.dumps({k: d[k] for k in FIXED_KEYS} | {"dataset": {k: d["dataset"][k] for k in ("name", "path", "split", "seed")}},
-                      sort_keys=True)
-    import hashlib
-
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
+from eval.records import problem_hash
+from eval.store import JsonlAppender, RecordStore, read_records
 
 def prepare_out(out: Path, cfg: RunConfig, fresh: bool) -> None:
-    """Check the output directory before anything is written."""
+    """Check the output directory before anything is written: its kind, that it can be written,
+    no links or misplaced directories at the paths the run writes (eval/outdir.py)."""
     if out.exists() and not out.is_dir():
         raise BadInput(f"--out {out}: is a file, not a directory")
     probe = out
@@ -58,17 +45,50 @@ def prepare_out(out: Path, cfg: RunConfig, fresh: bool) -> None:
         os.rmdir(tempfile.mkdtemp(prefix=".rebase-probe-", dir=probe))
     except OSError as e:
         raise BadInput(f"--out {out}: not writable ({e.strerror or type(e).__name__} in '{probe}')") from None
-    cfg_file = out / "config.json"
+    for name in ("results.jsonl", "config.json", LOCK_NAME):
+        inside(out, name)
+    check_tree(out, "trees")
+    for m in cfg.models:
+        inside(out, "trees", m.name, kind="dir")
     if fresh and (out / "results.jsonl").exists():
         raise BadInput(f"--out {out}: already holds results; use `rebase sweep` to resume it or pick another --out")
-    if cfg_file.exists():
-        try:
-            old = json.loads(cfg_file.read_text()).get("fixed_hash")
-        except ValueError:
-            old = None
-        if old and old != fixed_hash(cfg):
-            raise BadInput(f"--out {out}: holds results of a config with different sampling/prompt/prm/dataset "
-                           "settings; use another --out")
+
+
+def stored_fingerprint(cfg_file: Path) -> Optional[dict]:
+    """The fingerprint config.json keeps (computed from its config when it predates fingerprints);
+    None when it is missing or cannot be read as a config."""
+    if not cfg_file.is_file():
+        return None
+    try:
+        blob = json.loads(cfg_file.read_bytes().decode("utf-8"))
+        if isinstance(blob.get("fingerprint"), dict):
+            return blob["fingerprint"]
+        return fingerprint(RunConfig.model_validate(blob["config"]))
+    except (ValueError, TypeError, KeyError, AttributeError, BadInput):  # ValidationError is a ValueError
+        return None
+
+
+def check_resume(out: Path, cfg: RunConfig, problems: list) -> dict:
+    """Refuse to add records to a directory whose records mean something else (eval/fingerprint.py);
+    returns the fingerprint config.json will keep."""
+    new = fingerprint(cfg)
+    results = out / "results.jsonl"
+    records = list(read_records(results, warn=False)) if results.exists() else []
+    old = stored_fingerprint(out / "config.json")
+    if old is None:
+        if records:
+            raise BadInput(f"--out {out}: holds records but no readable config.json, so what made them is "
+                           "unknown; use another --out")
+        return new
+    key = first_difference(old, new)
+    if key is not None:
+        raise BadInput(f"--out {out}: holds records made with {key} = {show(old[key])}, this config has "
+                       f"{show(new[key])}; use another --out")
+    pid = check_problems(records, {p.id: problem_hash(p.question, p.gold) for p in problems}, cfg.dataset.name)
+    if pid is not None:
+        raise BadInput(f"--out {out}: problem {pid!r} is not the one its records answered (question or gold "
+                       "changed since); use another --out")
+    return merged(old, new)
 
 
 def check_models(cfg: RunConfig) -> None:
@@ -100,13 +120,24 @@ def versions() -> dict[str, str]:
     return out
 
 
-def write_config(out: Path, cfg: RunConfig) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    blob = {"config": cfg.model_dump(mode="json"), "config_hash": config_hash(cfg), "fixed_hash": fixed_hash(cfg),
+def public_config(cfg: RunConfig) -> dict:
+    """The config as written to config.json: credentials in URLs replaced by ***."""
+    d = cfg.model_dump(mode="json")
+    for m in d["models"]:
+        if m.get("base_url"):
+            m["base_url"] = redact_url(m["base_url"])
+    return d
+
+
+def write_config(out: Path, cfg: RunConfig, fp: dict) -> None:
+    blob = {"config": public_config(cfg), "config_hash": config_hash(cfg), "fingerprint": fp,
             "flops_view": cfg.flops_view, "versions": versions()}
-    tmp = out / "config.json.tmp"
-    tmp.write_text(json.dumps(blob, indent=2, sort_keys=True))
-    os.replace(tmp, out / "config.json")
+    tmp = inside(out, "config.json.tmp")
+    try:
+        tmp.write_text(json.dumps(blob, indent=2, sort_keys=True), encoding="utf-8")
+        os.replace(tmp, inside(out, "config.json"))
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def pending(unit: Unit, model: str, dataset: str, problems: list, done: set) -> list:
@@ -122,19 +153,37 @@ def execute(cfg: RunConfig, out: Path, *, fresh: bool = False, progress: bool = 
 
     out = Path(out)
     prepare_out(out, cfg, fresh)
+    lock = DirLock(out)
+    if out.is_dir():
+        lock.acquire()  # a second writer learns it at once, before any model loads
+    try:
+        return _execute(cfg, out, lock, fresh, progress, ray_address, use_ray)
+    finally:
+        lock.release()
+
+
+def _execute(cfg: RunConfig, out: Path, lock: DirLock, fresh: bool, progress: bool,
+             ray_address: Optional[str], use_ray: bool) -> dict[str, Any]:
+    from eval.datasets import load_problems
+
     check_models(cfg)
     problems = load_problems(cfg.dataset)
     units = plan_units(cfg)
-    # read what is done without creating anything: nothing may be written before the checks pass
-    done = RecordStore.read_done(out / "results.jsonl")
     t0 = time.perf_counter()
-    work = [(m, u, pending(u, m.name, cfg.dataset.name, problems, done)) for m in cfg.models for u in units]
-    work = [(m, u, ps) for m, u, ps in work if ps]
+    # read what is done without creating anything: nothing may be written before the checks pass
+    fp = check_resume(out, cfg, problems)
+    work = pending_work(cfg, out, units, problems)
     # load the first policy and the PRM now: a bad PRM tag or an unloadable model directory is a
     # BadInput that must come before config.json / results.jsonl exist
     first = None if use_ray or not work else preload(cfg, work)
-    write_config(out, cfg)
-    store = RecordStore(out / "results.jsonl")
+    if not lock.held:  # a new directory: make it, lock it, and look again (another run may have raced us)
+        out.mkdir(parents=True, exist_ok=True)
+        lock.acquire()
+        prepare_out(out, cfg, fresh)
+        fp = check_resume(out, cfg, problems)
+        work = pending_work(cfg, out, units, problems)
+    write_config(out, cfg, fp)
+    store = RecordStore(inside(out, "results.jsonl"))
     if cfg.save_trees:
         prune_trees(out, work)
     if use_ray:
@@ -148,6 +197,19 @@ def execute(cfg: RunConfig, out: Path, *, fresh: bool = False, progress: bool = 
     return {"out": str(out), "records": len(recs), "new_records": new, "failed": len(failures),
             "failures": failures[:20], "accuracy": round(sum(r["correct"] for r in good) / max(len(good), 1), 4),
             "elapsed_s": round(time.perf_counter() - t0, 2)}
+
+
+def pending_work(cfg: RunConfig, out: Path, units: list, problems: list) -> list:
+    """(model, unit, problems still missing a record) for every model x unit with work left."""
+    done = RecordStore.read_done(out / "results.jsonl")
+    work = [(m, u, pending(u, m.name, cfg.dataset.name, problems, done)) for m in cfg.models for u in units]
+    return [(m, u, ps) for m, u, ps in work if ps]
+
+
+def tree_path(out: Path, model: str, unit: Unit) -> Path:
+    """DIR/trees/<model>/<unit>.jsonl, checked to stay inside DIR (names are safe by the config's rule)."""
+    inside(out, "trees", model, kind="dir")
+    return inside(out, "trees", model, f"{unit.label}.jsonl")
 
 
 def preload(cfg: RunConfig, work: list) -> Any:
@@ -185,7 +247,7 @@ def prune_trees(out: Path, work: list) -> None:
     and its records leaves trees without records; the rerun writes them anew, so without this the
     tree file would hold the batch twice."""
     for model, unit, ps in work:
-        path = out / "trees" / model.name / f"{unit.label}.jsonl"
+        path = tree_path(out, model.name, unit)
         if not path.exists():
             continue
         ids = {p.id for p in ps}
@@ -204,7 +266,7 @@ def prune_trees(out: Path, work: list) -> None:
         blob = b"".join(keep)
         if len(blob) == path.stat().st_size:
             continue
-        tmp = path.with_suffix(".jsonl.tmp")
+        tmp = inside(path.parent, path.name[: -len(".jsonl")] + ".jsonl.tmp")
         with open(tmp, "wb") as f:
             f.write(blob)
             f.flush()
@@ -231,7 +293,7 @@ def run_local(cfg: RunConfig, out: Path, work: list, store: RecordStore, progres
         else:
             worker = Worker(cfg, model, prm=prm)
         for unit, ps in mine:
-            trees = JsonlAppender(out / "trees" / model.name / f"{unit.label}.jsonl") if cfg.save_trees else None
+            trees = JsonlAppender(tree_path(out, model.name, unit)) if cfg.save_trees else None
             for i in range(0, len(ps), cfg.batch_problems):
                 batch = ps[i:i + cfg.batch_problems]
                 recs, tree_lines, fails = worker.run(unit, batch)

@@ -5,6 +5,12 @@ kill loses at most the batch being written. A torn last line (a kill mid-write) 
 it is dropped from the view and cut from the file before new lines are appended, so the file never
 holds a line glued to a half line. Reading keeps the last record per key; a record that failed
 (`error` set) is superseded by a later success, which is how a resumed sweep retries failures.
+
+Lines are read as bytes: a line that is not UTF-8 or not JSON (a torn write) is skipped with a
+warning by the sweep, the report and replay alike; a line that parses but is not a record (not an
+object, or missing a key field) is BadInput naming the line, since no kill can produce it. Appends
+use O_APPEND | O_NOFOLLOW (never through a link), and an OSError such as a full disk (ENOSPC)
+propagates: the CLI exits 1, and whatever whole lines reached the disk stay and are resumed.
 """
 
 from __future__ import annotations
@@ -13,24 +19,44 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
-from eval.records import record_key
+from rebase.errors import BadInput
+from eval.records import is_record, record_key
 
 
-def read_jsonl(path: Path, warn: bool = True) -> Iterator[dict]:
-    """Yield parsed lines; a line that does not parse (a torn write) is skipped with a warning."""
+def numbered_lines(path: Path, warn: bool = True) -> Iterator[tuple[int, Any]]:
+    """(line number, parsed value) of every line; a line that is not UTF-8 JSON (a torn write) is
+    skipped with a warning on stderr."""
+    path = Path(path)
     if not path.exists():
         return
+    if not path.is_file():
+        raise BadInput(f"{path}: is not a regular file")
     with open(path, "rb") as f:
         for i, raw in enumerate(f, 1):
             if not raw.strip():
                 continue
             try:
-                yield json.loads(raw)
-            except ValueError:
+                yield i, json.loads(raw.decode("utf-8"))
+            except ValueError:  # UnicodeDecodeError is a ValueError too
                 if warn:
                     print(f"warning: {path}:{i}: skipping a torn or malformed line", file=sys.stderr)
+
+
+def read_jsonl(path: Path, warn: bool = True) -> Iterator[Any]:
+    """Parsed lines (see numbered_lines)."""
+    for _, obj in numbered_lines(path, warn):
+        yield obj
+
+
+def read_records(path: Path, warn: bool = True) -> Iterator[dict]:
+    """Records of a results.jsonl; a parsed line that is not a record is BadInput naming it."""
+    for i, rec in numbered_lines(path, warn):
+        if not is_record(rec):
+            raise BadInput(f"{path}:{i}: not a record (expected a JSON object with "
+                           "model, dataset, problem_id, strategy, aggregator, budget, seed)")
+        yield rec
 
 
 def _cut_torn_tail(path: Path) -> None:
@@ -68,14 +94,19 @@ class JsonlAppender:
         _cut_torn_tail(self.path)
 
     def append(self, rows: Iterable[dict]) -> int:
-        blob = "".join(json.dumps(r, sort_keys=True, ensure_ascii=False) + "\n" for r in rows)
-        if not blob:
+        text = "".join(json.dumps(r, sort_keys=True, ensure_ascii=False) + "\n" for r in rows)
+        if not text:
             return 0
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(blob)
-            f.flush()
-            os.fsync(f.fileno())
-        return blob.count("\n")
+        blob = text.encode("utf-8")
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+        try:
+            view = memoryview(blob)
+            while view:  # os.write may write less than asked (signals, quotas)
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        return text.count("\n")
 
 
 class RecordStore(JsonlAppender):
@@ -92,7 +123,7 @@ class RecordStore(JsonlAppender):
     @staticmethod
     def read_done(path: Path) -> set[tuple]:
         """Keys with a successful record, read without creating or changing anything."""
-        return {record_key(r) for r in read_jsonl(Path(path), warn=False) if not r.get("error")}
+        return {record_key(r) for r in read_records(Path(path), warn=False) if not r.get("error")}
 
     def append(self, rows: Iterable[dict]) -> int:
         if self._done is None:
@@ -111,7 +142,7 @@ class RecordStore(JsonlAppender):
 
     def load(self) -> dict[tuple, dict]:
         out: dict[tuple, dict] = {}
-        for rec in read_jsonl(self.path):
+        for rec in read_records(self.path):
             key = record_key(rec)
             # a success is final; a failure only stands until something replaces it
             if key in out and not out[key].get("error") and rec.get("error"):

@@ -15,6 +15,7 @@ from rebase.config import ModelConfig, RunConfig
 from rebase.registry import BACKENDS, PRM_FAMILIES, STRATEGIES
 from rebase.types import Problem, SearchResult
 from eval.plan import Output, Unit
+from eval.records import problem_hash
 from rebase.tasks.prompts import PromptFormat
 from strategies.aggregators import aggregate
 from strategies.base import SearchContext
@@ -86,7 +87,8 @@ class Worker:
     def _base(self, out: Output, unit: Unit, p: Problem) -> dict[str, Any]:
         return {"model": self.model.name, "dataset": self.cfg.dataset.name, "problem_id": p.id,
                 "strategy": out.strategy, "aggregator": out.aggregator, "budget": out.budget, "seed": unit.seed,
-                "model_params": self.generator.flop_spec.n_params, "level": p.level, "reduction": out.reduction,
+                "model_params": self.generator.flop_spec.n_params, "problem_hash": problem_hash(p.question, p.gold),
+                "level": p.level, "reduction": out.reduction,
                 "gold": p.gold, "error": None}
 
     def _failed(self, unit: Unit, p: Problem, msg: str) -> list[dict]:

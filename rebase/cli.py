@@ -101,6 +101,12 @@ def dispatch(args: argparse.Namespace) -> tuple[dict, int]:
     raise BadInput(f"unknown command {args.cmd}")
 
 
+def io_message(e: OSError) -> str:
+    where = f" ({e.filename})" if getattr(e, "filename", None) else ""
+    return (f"I/O failure: {e.strerror or type(e).__name__}{where}; the lines already written are kept (a "
+            "sweep resumes from them)")
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     _env_defaults()
     args = _parser().parse_args(argv)
@@ -115,6 +121,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 2
     except RunFailure as e:
         print(f"error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:  # a real I/O failure (a full disk, a vanished mount): what was written stays
+        print(f"error: {io_message(e)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted; records written so far are kept", file=sys.stderr)

@@ -40,10 +40,10 @@ def test_vllm_backend_serves_only_step_tag():
     assert (cfg.prm.backend, cfg.prm.engine_args) == ("vllm", {"max_model_len": 2048})
     plain = load_config(None, raw=_raw({"family": "step_tag", "path": "p"}))
     assert plain.prm.backend == "transformers"
-    from eval.runner import fixed_hash
+    from eval.fingerprint import fingerprint
 
     # the engine does not change what a record means: a run may resume on the other backend
-    assert fixed_hash(cfg) == fixed_hash(plain)
+    assert fingerprint(cfg) == fingerprint(plain)
     with pytest.raises(BadInput, match=r"prm\.backend: "):
         load_config(None, raw=_raw({"family": "step_tag", "path": "p", "backend": "openai"}))
 

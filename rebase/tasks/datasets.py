@@ -142,6 +142,16 @@ def load_math(cfg: DatasetConfig) -> list[Problem]:
     return out
 
 
+def check_unique_ids(problems: list[Problem], source: str) -> None:
+    """Records join on problem ids: two problems with one id would drop or mis-grade one of them."""
+    seen: dict[str, int] = {}
+    for i, p in enumerate(problems):
+        if p.id in seen:
+            raise BadInput(f"{source}: problem id {p.id!r} appears twice (problems {seen[p.id] + 1} and {i + 1}); "
+                           "ids must be unique")
+        seen[p.id] = i
+
+
 def load_problems(cfg: DatasetConfig) -> list[Problem]:
     """The configured slice: loader -> `levels` filter -> seeded `sample` -> first `limit`.
 
@@ -150,6 +160,7 @@ def load_problems(cfg: DatasetConfig) -> list[Problem]:
     loader: Callable[[DatasetConfig], list[Problem]] = DATASETS.get(cfg.name)
     problems = list(loader(cfg))
     source = cfg.path or f"dataset '{cfg.name}'"
+    check_unique_ids(problems, source)
     if cfg.levels is not None:
         found = sorted({p.level for p in problems if p.level is not None})
         problems = [p for p in problems if p.level in set(cfg.levels)]
