@@ -170,7 +170,7 @@ def _dispatch(ray: Any, actors: list, cfg: RunConfig, out: Any, work: list, stor
 
     from tqdm import tqdm
 
-    from eval.runner import tree_path
+    from eval.outdir import tree_path
 
     out = Path(out)
     bar = tqdm(total=sum(len(ps) for _, _, ps in work), desc="problems", unit="prob", disable=not progress,
@@ -215,7 +215,7 @@ def _dispatch(ray: Any, actors: list, cfg: RunConfig, out: Any, work: list, stor
                 if cfg.save_trees:
                     key = (model.name, unit.label)
                     if key not in trees:
-                        trees[key] = JsonlAppender(tree_path(out, model.name, unit))
+                        trees[key] = JsonlAppender(tree_path(out, model.name, unit.label))
                     trees[key].append(tree_lines)  # trees first: a record implies its tree is on disk
                 new += store.append(recs)
                 failures += fails

@@ -63,6 +63,12 @@ def check_writable(directory: Path, what: str) -> None:
         raise BadInput(f"{what} {directory}: not writable ({e.strerror or type(e).__name__} in '{probe}')") from None
 
 
+def tree_path(root: Path, model: str, unit: str) -> Path:
+    """DIR/trees/<model>/<unit>.jsonl, checked (model names follow the safe name rule already)."""
+    inside(root, "trees", model, kind="dir")
+    return inside(root, "trees", model, f"{unit}.jsonl")
+
+
 def check_tree(root: Path, top: str) -> None:
     """Refuse symbolic links anywhere under root/top (a tree the run rewrites or reads back)."""
     base = inside(root, top, kind="dir")

@@ -24,10 +24,11 @@ from rebase.config import RunConfig, config_hash
 from rebase.errors import BadInput
 from rebase.secrets import redact_url
 from eval.fingerprint import check_problems, first_difference, fingerprint, merged, show
-from eval.outdir import LOCK_NAME, DirLock, check_tree, inside
+from eval.outdir import LOCK_NAME, DirLock, check_tree, inside, tree_path
 from eval.plan import Unit, plan_units
 from eval.records import problem_hash
 from eval.store import JsonlAppender, RecordStore, read_records
+
 
 def prepare_out(out: Path, cfg: RunConfig, fresh: bool) -> None:
     """Check the output directory before anything is written: its kind, that it can be written,
@@ -164,7 +165,7 @@ def execute(cfg: RunConfig, out: Path, *, fresh: bool = False, progress: bool = 
 
 def _execute(cfg: RunConfig, out: Path, lock: DirLock, fresh: bool, progress: bool,
              ray_address: Optional[str], use_ray: bool) -> dict[str, Any]:
-    from eval.datasets import load_problems
+    from rebase.tasks.datasets import load_problems
 
     check_models(cfg)
     problems = load_problems(cfg.dataset)
@@ -206,12 +207,6 @@ def pending_work(cfg: RunConfig, out: Path, units: list, problems: list) -> list
     return [(m, u, ps) for m, u, ps in work if ps]
 
 
-def tree_path(out: Path, model: str, unit: Unit) -> Path:
-    """DIR/trees/<model>/<unit>.jsonl, checked to stay inside DIR (names are safe by the config's rule)."""
-    inside(out, "trees", model, kind="dir")
-    return inside(out, "trees", model, f"{unit.label}.jsonl")
-
-
 def preload(cfg: RunConfig, work: list) -> Any:
     """A Worker for the first model with work, its generator and (when any unit needs it) the PRM
     loaded; load-time problems become BadInput naming the config key."""
@@ -247,7 +242,7 @@ def prune_trees(out: Path, work: list) -> None:
     and its records leaves trees without records; the rerun writes them anew, so without this the
     tree file would hold the batch twice."""
     for model, unit, ps in work:
-        path = tree_path(out, model.name, unit)
+        path = tree_path(out, model.name, unit.label)
         if not path.exists():
             continue
         ids = {p.id for p in ps}
@@ -293,7 +288,7 @@ def run_local(cfg: RunConfig, out: Path, work: list, store: RecordStore, progres
         else:
             worker = Worker(cfg, model, prm=prm)
         for unit, ps in mine:
-            trees = JsonlAppender(tree_path(out, model.name, unit)) if cfg.save_trees else None
+            trees = JsonlAppender(tree_path(out, model.name, unit.label)) if cfg.save_trees else None
             for i in range(0, len(ps), cfg.batch_problems):
                 batch = ps[i:i + cfg.batch_problems]
                 recs, tree_lines, fails = worker.run(unit, batch)
