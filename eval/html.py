@@ -35,6 +35,7 @@ TITLES = {
     "accuracy_vs_flops.png": "Accuracy vs FLOPs, with the Pareto frontier",
     "optimal_model_size.png": "Compute-optimal model size vs FLOP budget",
     "accuracy_by_level.png": "Accuracy by difficulty level",
+    "compute_optimal.png": "Best accuracy per FLOP budget: one configuration vs one per level; adaptive budgets",
 }
 
 
@@ -79,8 +80,9 @@ def _optimal_section(parts: list[dict]) -> str:
 
 
 def write_index(path: Path, summary: dict, curves: pd.DataFrame, front: pd.DataFrame,
-                levels: pd.DataFrame, fits: dict, images: list[str]) -> None:
-    """Write the page; `images` are file names relative to the page."""
+                levels: pd.DataFrame, fits: dict, images: list[str], optimal_html: str = "") -> None:
+    """Write the page; `images` are file names relative to the page; `optimal_html` is the
+    compute-optimal section (eval/compute_optimal_page.py, already escaped)."""
     e = html.escape
     view = summary["flops_view"]
     facts = {
@@ -121,6 +123,8 @@ FLOPs: mean per problem in the {e(view)} view.</p>
 {_table(_fits_table(fits.get('curve_fits', [])), scroll=True)}
 <h2>Compute-optimal model size</h2>
 {_optimal_section(fits.get('compute_optimal', []))}
+<h2>Compute-optimal configuration per FLOP budget</h2>
+{optimal_html or '<p class="note">none</p>'}
 <h2>Accuracy by level</h2>
 {level_html}
 <h2>Failures ({len(fits.get('failures', []))})</h2>

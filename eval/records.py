@@ -39,7 +39,7 @@ FIELDS = KEY_FIELDS + (
     "error",
 )
 # Written only by strategies that report them (SearchResult.info["record"]):
-# samples_used, waves, stop, leader_probability (adaptive budgets, strategies/adaptive.py)
+# samples_used, waves, stop, leader_probability, adapts (adaptive budgets, strategies/adaptive.py)
 
 
 def problem_hash(question: str, gold: str) -> str:

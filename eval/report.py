@@ -99,7 +99,8 @@ def resolve_view(run_dir: Path, flops_view: str | None) -> str:
 
 
 def write_report(run_dir: Path, flops_view: str | None = None) -> dict:
-    """Write DIR/report/{curves,pareto,levels}.csv, scaling_fit.json, PNG plots and index.html;
+    """Write DIR/report/{curves,pareto,levels,compute_optimal}.csv, scaling_fit.json,
+    compute_optimal.json, PNG plots and index.html;
     return the one-line JSON summary as a dict."""
     # Imported here so that `import eval.report` stays cheap (matplotlib loads only when used).
     from eval import curves, html, pareto, plots, scaling
@@ -144,11 +145,51 @@ def write_report(run_dir: Path, flops_view: str | None = None) -> dict:
         "failures": len(fits["failures"]),
         "skipped_lines": skipped,
     }
+    optimal = write_compute_optimal(df, table, view, put)
     html.write_index(put("index.html"), summary, table, front, levels, fits,
-                     [p.name for k, p in written.items() if k.endswith(".png")])
+                     [p.name for k, p in written.items() if k.endswith(".png")], optimal["html"])
     summary["files"] = {k: str(p) for k, p in written.items()}
     summary["best"] = best_points(table, view)
+    summary["compute_optimal"] = optimal["headline"]
     return summary
+
+
+def write_compute_optimal(df: pd.DataFrame, table: pd.DataFrame, view: str, put) -> dict:
+    """compute_optimal.csv / .json / .png (eval/compute_optimal.py, eval/adaptive_gain.py); returns
+    the index.html section and the headline figures for the summary line."""
+    from eval import adaptive_gain, compute_optimal, compute_optimal_page, compute_optimal_plots
+
+    rows, summaries = compute_optimal.compute_optimal(df, view)
+    gains = adaptive_gain.adaptive_vs_fixed(table, df, view)
+    rows.to_csv(put("compute_optimal.csv"), index=False)
+    blob = {"view": view, "datasets": summaries, "adaptive": gains}
+    put("compute_optimal.json").write_text(json.dumps(_finite(blob), indent=2, allow_nan=False) + "\n",
+                                           encoding="utf-8")
+    compute_optimal_plots.plot_compute_optimal(rows, gains, view, put("compute_optimal.png"))
+    headline = [{"dataset": s["dataset"],
+                 "allocation_flops_ratio": _round(s.get("allocation_at_equal_accuracy", {}).get("flops_ratio"))}
+                for s in summaries]
+    headline += [{"dataset": g["dataset"], "model": g["model"], "adaptive": g["strategy"],
+                  "reaches_fixed_best": g.get("reaches_fixed_best"), "flops_ratio": _round(g.get("flops_ratio"))}
+                 for g in gains]
+    return {"html": compute_optimal_page.section(rows, summaries, gains, view), "headline": headline}
+
+
+def _round(v):
+    return None if v is None or v != v else round(float(v), 4)
+
+
+def _finite(obj):
+    """JSON has no NaN: NaN / inf become null, numpy scalars plain numbers."""
+    if isinstance(obj, dict):
+        return {str(k): _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    if hasattr(obj, "item") and not isinstance(obj, (str, bytes)):
+        obj = obj.item()
+    if isinstance(obj, float) and (obj != obj or obj in (float("inf"), float("-inf"))):
+        return None
+    return obj
 
 
 def best_points(table: pd.DataFrame, view: str) -> list[dict]:

@@ -17,7 +17,8 @@ How it runs (budget = the MAXIMUM number of samples per problem):
   its stop, are the same whatever else is in its batch;
 - the ledger holds exactly the calls made (one prompt prefill per wave, unless the backend served it
   from its prefix cache); the record says how many samples the problem used (`samples_used`), in how
-  many waves, why it stopped (`stop`: decided | max_budget) and the leader's posterior probability.
+  many waves, why it stopped (`stop`: decided | max_budget), the leader's posterior probability,
+  and which fixed-N strategy it stops early (`adapts`), so the report can set the two side by side.
 
     strategies:
       - {name: adaptive_weighted_majority, budgets: [16, 64], wave: 4, confidence: 0.95}
@@ -73,6 +74,7 @@ class AdaptiveVote(Strategy):
     """Waves of samples until the vote is decided or the budget (maximum samples) is spent."""
 
     weighted: ClassVar[bool] = False
+    adapts: ClassVar[str] = "majority"  # the fixed-N strategy it stops early (the report compares them)
     takes_reduction: ClassVar[bool] = True  # the runner passes the entry's step-score reduction
     Params = AdaptiveParams
 
@@ -103,10 +105,9 @@ class AdaptiveVote(Strategy):
         n_voters = len(voters(cands, ctx.include_truncated)) if self.weighted else None
         return leader_probability(totals, n_voters)
 
-    @staticmethod
-    def _result(p: Problem, st: _Problem) -> SearchResult:
+    def _result(self, p: Problem, st: _Problem) -> SearchResult:
         record: dict[str, Any] = {"samples_used": len(st.cands), "waves": st.waves, "stop": st.stop,
-                                  "leader_probability": round(st.prob, 6)}
+                                  "leader_probability": round(st.prob, 6), "adapts": self.adapts}
         return SearchResult(p.id, st.cands, st.ledger, nodes=st.nodes,
                             info={"samples": st.samples, "record": record})
 
@@ -126,4 +127,5 @@ class AdaptiveWeightedMajority(AdaptiveVote):
     name = "adaptive_weighted_majority"
     needs_prm = True
     weighted = True
+    adapts = "weighted_majority"
     default_aggregator = "weighted_majority"
