@@ -187,4 +187,8 @@ def compute_optimal(df: pd.DataFrame, view: str) -> tuple[pd.DataFrame, list[dic
         r, s = dataset_tables(d, view, str(dataset))
         rows += r
         summaries.append(s)
-    return pd.DataFrame(rows, columns=COLUMNS), summaries
+    out = pd.DataFrame(rows, columns=COLUMNS)
+    lv = pd.to_numeric(out["level"], errors="coerce")
+    if lv.notna().sum() == out["level"].notna().sum() and (lv.dropna() % 1 == 0).all():
+        out["level"] = lv.astype("Int64")  # 1, 2, ... rather than 1.0, 2.0 beside the empty rows
+    return out, summaries

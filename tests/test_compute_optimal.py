@@ -142,3 +142,53 @@ def test_report_writes_the_table_plot_and_page(tmp_path):
     info = json.loads((out / "compute_optimal.json").read_text())
     assert info["datasets"][0]["allocation_at_equal_accuracy"]["flops_ratio"] == pytest.approx(10 / 5.5)
     assert summary["compute_optimal"][0]["allocation_flops_ratio"] == pytest.approx(10 / 5.5, rel=1e-3)
+
+
+def adaptive_records():
+    """Fixed weighted majority at N = 1, 4, 16, 64 (accuracy .40 .50 .55 .60, cost = N) and its
+    adaptive version at maxima 8, 16, 32, 64 (accuracy .50 .58 .60 .61, cost 3 5 7 8)."""
+    rows = []
+    fixed = {1: (0.40, 1.0), 4: (0.50, 4.0), 16: (0.55, 16.0), 64: (0.60, 64.0)}
+    adaptive = {8: (0.50, 3.0), 16: (0.58, 5.0), 32: (0.60, 7.0), 64: (0.61, 8.0)}
+    for strategy, points, extra in (("weighted_majority", fixed, {}),
+                                    ("adaptive_weighted_majority", adaptive, {"adapts": "weighted_majority"})):
+        for budget, (acc, cost) in points.items():
+            for i in range(100):
+                rows.append({"model": "m", "strategy": strategy, "aggregator": "weighted_majority",
+                             "budget": budget, "dataset": "synth", "problem_id": f"q{i}", "seed": 0,
+                             "correct": float(i < round(acc * 100)), "level": 1 + i % 2, "flops_paper": cost,
+                             "flops_policy": cost, "flops_total": cost, "model_params": 1e6,
+                             "policy_generated_tokens": 1.0, "prm_tokens": 0.0, "wall_s": 0.0, "error": None,
+                             "samples_used": min(budget, cost) if extra else None, **extra})
+    return pd.DataFrame(rows)
+
+
+def test_adaptive_against_fixed_n():
+    from eval.adaptive_gain import adaptive_vs_fixed
+    from eval.curves import accuracy_curves
+
+    df = adaptive_records()
+    gains = adaptive_vs_fixed(accuracy_curves(df), df, "total")
+    assert len(gains) == 1
+    g = gains[0]
+    assert g["fixed_strategy"] == "weighted_majority" and g["fixed_best"]["budget"] == 64
+    assert g["reaches_fixed_best"] and g["adaptive_at_fixed_best"]["budget"] == 32
+    assert g["flops_ratio"] == pytest.approx(64 / 7)
+    assert g["adaptive_best"]["accuracy"] == pytest.approx(0.61) and g["ratio_at_adaptive_best"] is None
+    assert [p["mean_samples"] for p in g["points"]] == [3.0, 5.0, 7.0, 8.0]
+    assert [p["budget"] for p in g["fixed_points"]] == [1, 4, 16, 64]
+    # no adaptive records, no comparison
+    plain = df[df["strategy"] == "weighted_majority"].drop(columns=["adapts", "samples_used"])
+    assert adaptive_vs_fixed(accuracy_curves(plain), plain, "total") == []
+
+
+def test_report_shows_adaptive_next_to_fixed(tmp_path):
+    with (tmp_path / "results.jsonl").open("w") as fh:
+        for r in adaptive_records().to_dict("records"):
+            fh.write(json.dumps({k: v for k, v in r.items() if v is not None and v == v}) + "\n")
+    summary = write_report(tmp_path, "total")
+    info = json.loads((tmp_path / "report" / "compute_optimal.json").read_text())
+    assert info["adaptive"][0]["flops_ratio"] == pytest.approx(64 / 7)
+    assert any(h.get("adaptive") == "adaptive_weighted_majority" and h["flops_ratio"] == pytest.approx(64 / 7, rel=1e-3)
+               for h in summary["compute_optimal"])
+    assert "Adaptive budgets vs fixed-N voting" in (tmp_path / "report" / "index.html").read_text()
