@@ -67,6 +67,8 @@ class PRMConfig(Strict):
     device: str = "auto"
     trust_remote_code: bool = False
     batch_tokens: PositiveInt = 65536
+    kv_reuse: bool = True  # transformers: score a child on its parent's cached KV (only its new tokens run)
+    kv_cache_bytes: PositiveInt = 1024**3  # transformers: memory bound of that KV store
     on_error: Literal["raise", "default"] = "raise"  # a failed score: raise, or use default_score
     default_score: float = 0.0
     backend: Literal["transformers", "vllm"] = "transformers"  # vllm: a pooling engine (step_tag only)

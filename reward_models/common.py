@@ -144,6 +144,37 @@ def request_tag(req: Any, index: int) -> str:
     return req.tag or f"request {index}"
 
 
+def make_scorer(model: Any, tok: Any, cfg: PRMConfig, keep: bool) -> Any:
+    """An IncrementalScorer (reward_models/kv_reuse.py) when `cfg.kv_reuse` is on and the model
+    passes the causality check; None means every path is read in full."""
+    if not cfg.kv_reuse:
+        return None
+    from reward_models.kv_reuse import IncrementalScorer, check_causal
+
+    probe = list(tok("Start with 17. Add 25. Multiply by 3. The answer is 126.")["input_ids"])
+    if not check_causal(model, tok.pad_token_id, keep, probe):
+        return None
+    return IncrementalScorer(model, tok.pad_token_id, cfg.batch_tokens, keep, cfg.kv_cache_bytes)
+
+
+def readout(prm: Any, seqs: list[list[int]], positions: list[list[int]]) -> list[tuple[Any, int]]:
+    """Per sequence: (1-D CPU tensor of `prm.reduce` at its positions, tokens served from cached KV).
+    Empty sequences are not run."""
+    import torch
+
+    live = [i for i, s in enumerate(seqs) if s and positions[i]]
+    out: list[tuple[Any, int]] = [(torch.zeros(0), 0)] * len(seqs)
+    sub_s, sub_p = [seqs[i] for i in live], [positions[i] for i in live]
+    if prm.scorer is not None:
+        got = prm.scorer.run(sub_s, sub_p, prm.reduce)
+    else:
+        got = [(g, 0) for g in forward_at(prm.model, sub_s, sub_p, prm.reduce, prm.tok.pad_token_id,
+                                           prm.cfg.batch_tokens, prm._keep)]
+    for i, g in zip(live, got):
+        out[i] = g
+    return out
+
+
 class MarkerPRM:
     """Base of the one-forward-per-path families (step_tag, mean_logit, token_classify): a path is
     rendered as text with a marker token after every step, and each marker position's output row
@@ -164,6 +195,10 @@ class MarkerPRM:
         self.flop_spec = flop_spec(self.model)
         self.max_length = max_length(self.model)
         self._keep = takes_logits_to_keep(self.model)
+        self.scorer = make_scorer(self.model, self.tok, cfg, self._keep)
+
+    def readout(self, seqs: list[list[int]], positions: list[list[int]]) -> list[tuple[Any, int]]:
+        return readout(self, seqs, positions)
 
     def text(self, question: str, steps: list[str]) -> str:
         raise NotImplementedError
@@ -181,15 +216,12 @@ class MarkerPRM:
         seqs, positions, cut = [], [], []
         for req in requests:
             ids, truncated = left_truncate(self.encode(req.question, req.steps), self.max_length)
-            seqs.append(ids if req.steps else [])
-            positions.append([p for p, t in enumerate(ids) if t == self.marker_id] if req.steps else [])
+            pos = [p for p, t in enumerate(ids) if t == self.marker_id] if req.steps else []
+            # nothing after the last marker can change a causal model's scores: it is not read
+            seqs.append(ids[: pos[-1] + 1] if pos else [])
+            positions.append(pos)
             cut.append(truncated)
-        live = [i for i, r in enumerate(requests) if r.steps]
-        got = forward_at(self.model, [seqs[i] for i in live], [positions[i] for i in live], self.reduce,
-                         self.tok.pad_token_id, self.cfg.batch_tokens, self._keep)
-        raw: list[Any] = [[] for _ in requests]
-        for i, g in zip(live, got):
-            raw[i] = g.tolist()
-        return [ScoreResult(scores=check_scores(self.cfg, request_tag(r, i), raw[i], len(r.steps), cut[i]),
-                            prompt_tokens=len(seqs[i]))
+        got = self.readout(seqs, positions)
+        return [ScoreResult(scores=check_scores(self.cfg, request_tag(r, i), got[i][0].tolist(), len(r.steps), cut[i]),
+                            prompt_tokens=len(seqs[i]), cached_tokens=got[i][1])
                 for i, r in enumerate(requests)]

@@ -14,7 +14,10 @@ are summed; at least one spelling of each must be a single token (else BadInput)
 must not share a token.
 
 Every (path, step) prompt of a round is scored in one length-bucketed batched pass; a path's
-ledger tokens are the sum of its prompts' lengths (role "judge", no generated tokens).
+ledger tokens are the sum of its prompts' lengths (role "judge", no generated tokens). With
+`kv_reuse` (reward_models/kv_reuse.py) a prompt read before is free (its score is stored) and a
+new step's prompt runs only from where it leaves the longest stored prompt it shares a prefix with
+(the previous step's prompt, up to the steps list); those tokens are booked as cached.
 
     prm:
       family: judge
@@ -30,7 +33,8 @@ from typing import Any
 
 from rebase.config import PRMConfig
 from rebase.errors import BadInput
-from reward_models.common import check_scores, forward_at, left_truncate, max_length, request_tag, takes_logits_to_keep
+from reward_models.common import (check_scores, left_truncate, make_scorer, max_length, readout, request_tag,
+                                  takes_logits_to_keep)
 
 DEFAULT_PROMPT = (
     "You are checking a step-by-step solution to a math problem.\n\n"
@@ -83,6 +87,7 @@ class JudgePRM:
         self.flop_spec = flop_spec(self.model)
         self.max_length = max_length(self.model)
         self._keep = takes_logits_to_keep(self.model)
+        self.scorer = make_scorer(self.model, self.tok, cfg, self._keep)
 
     def prompt(self, question: str, steps: list[str], k: int) -> str:
         """The text that asks about step k (0-based) of `steps`."""
@@ -115,13 +120,13 @@ class JudgePRM:
                 ids = list(self.tok(text, add_special_tokens=not self.use_chat)["input_ids"])
                 seqs.append(left_truncate(ids, self.max_length)[0])
                 owner.append(i)
-        got = forward_at(self.model, seqs, [[len(s) - 1] for s in seqs], self.reduce,
-                         self.tok.pad_token_id, self.cfg.batch_tokens, self._keep)
+        got = readout(self, seqs, [[len(s) - 1] for s in seqs])
         raw: list[list[float]] = [[] for _ in requests]
-        tokens = [0] * len(requests)
-        for i, s, g in zip(owner, seqs, got):
+        tokens, cached = [0] * len(requests), [0] * len(requests)
+        for i, s, (g, c) in zip(owner, seqs, got):
             raw[i].extend(g.tolist())
             tokens[i] += len(s)
+            cached[i] += c
         return [ScoreResult(scores=check_scores(self.cfg, request_tag(r, i), raw[i], len(r.steps)),
-                            prompt_tokens=tokens[i])
+                            prompt_tokens=tokens[i], cached_tokens=cached[i])
                 for i, r in enumerate(requests)]

@@ -212,7 +212,8 @@ def test_nan_logits_raise_or_default(tiny_dir, family, monkeypatch):
 
 
 def test_only_the_bad_step_gets_the_default(tiny_dir, monkeypatch):
-    prm = make(tiny_dir, "step_tag", on_error="default", default_score=-1.0)
+    # no KV reuse: the second call must run the (patched) model, not return the stored scores
+    prm = make(tiny_dir, "step_tag", on_error="default", default_score=-1.0, kv_reuse=False)
     req = round_of_requests()[3]
     clean = prm.score([req])[0].scores
     _nan_forward(prm.model, monkeypatch, only_first=True)

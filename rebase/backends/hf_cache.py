@@ -10,21 +10,30 @@ entries first.
 Lookup cost is O(prompt length) Python integer ops: a polynomial rolling hash of every prefix is
 checked against the (length, hash) index and confirmed by comparing the ids exactly.
 
+The PRM side (reward_models/kv_reuse.py) uses the same store with two additions: an entry may
+carry a `payload` (the scores already read at some of its positions), and `longest_shared` finds
+the longest prefix a prompt shares with ANY entry, not only an entry that is a whole prefix of it
+(a judge prompt for step k shares "Problem ... Step 1 ... Step k-2" with the prompt for step k-1,
+then differs). For that every entry is also indexed at each multiple of BLOCK tokens, as vLLM's
+prefix cache hashes blocks; the match is then extended token by token.
+
     cache = PrefixKVCache(capacity_bytes=2 << 30)
     cache.insert(ids, keys, values)            # keys/values: one tensor per layer, length len(ids)
     hit = cache.lookup(prompt_ids)             # longest cached prefix of length <= len(prompt) - 1
+    entry, n = cache.longest_shared(ids)       # entry.ids[:n] == ids[:n], n as large as stored
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import torch
 
 _MOD = (1 << 61) - 1  # a Mersenne prime keeps the rolling hash cheap and well spread
 _BASE = 1_000_003
+BLOCK = 16  # `longest_shared` index granularity (tokens)
 
 
 def prefix_hashes(ids: Sequence[int]) -> list[int]:
@@ -43,6 +52,7 @@ class KVEntry:
     keys: list[torch.Tensor]  # per layer (kv_heads, len(ids), head_dim)
     values: list[torch.Tensor]
     nbytes: int
+    payload: Any = None  # what the owner read off this KV (a PRM: {position: score})
 
     @property
     def length(self) -> int:
@@ -56,6 +66,7 @@ class PrefixKVCache:
         self.capacity_bytes = int(capacity_bytes)
         self._entries: "OrderedDict[tuple[int, int], KVEntry]" = OrderedDict()  # (length, hash) -> entry
         self._length_counts: dict[int, int] = {}
+        self._blocks: dict[tuple[int, int], dict[tuple[int, int], None]] = {}  # block prefix -> entry keys
         self.nbytes = 0
         self.hits = 0
         self.evictions = 0
@@ -85,8 +96,47 @@ class PrefixKVCache:
                 return entry
         return None
 
-    def insert(self, ids: Sequence[int], keys: list[torch.Tensor], values: list[torch.Tensor]) -> bool:
-        """Store KV for `ids` (each tensor's length axis is -2); False when it cannot fit at all."""
+    def longest_shared(self, prompt: Sequence[int]) -> tuple[Optional[KVEntry], int]:
+        """(entry, n): the entry sharing the longest prefix with `prompt` (n tokens, possibly all
+        of the prompt), or (None, 0). Candidates: whole entries that are a prefix of the prompt,
+        and entries agreeing with it on a block-aligned prefix, extended token by token."""
+        if not self._entries or not prompt:
+            return None, 0
+        hashes = prefix_hashes(prompt)
+        prompt_t = tuple(prompt)
+        best: Optional[KVEntry] = None
+        best_key, best_n = None, 0
+        for length in sorted(self._length_counts, reverse=True):
+            if length > len(prompt_t):
+                continue
+            key = (length, hashes[length])
+            entry = self._entries.get(key)
+            if entry is not None and entry.ids == prompt_t[:length]:
+                best, best_key, best_n = entry, key, length
+                break
+        for length in range(len(prompt_t) // BLOCK * BLOCK, best_n, -BLOCK):
+            owners = self._blocks.get((length, hashes[length]))
+            if not owners:
+                continue
+            for key in owners:
+                entry = self._entries[key]
+                if entry.ids[:length] != prompt_t[:length]:
+                    continue
+                n, end = length, min(len(entry.ids), len(prompt_t))
+                while n < end and entry.ids[n] == prompt_t[n]:
+                    n += 1
+                if n > best_n:
+                    best, best_key, best_n = entry, key, n
+            break
+        if best is not None:
+            self._entries.move_to_end(best_key)
+            self.hits += 1
+        return best, best_n
+
+    def insert(self, ids: Sequence[int], keys: list[torch.Tensor], values: list[torch.Tensor],
+               payload: Any = None) -> bool:
+        """Store KV for `ids` (each tensor's length axis is -2); False when it cannot fit at all.
+        Re-inserting stored ids refreshes the entry and replaces its payload."""
         ids = tuple(ids)
         if not ids:
             return False
@@ -96,6 +146,8 @@ class PrefixKVCache:
         old = self._entries.get(key)
         if old is not None and old.ids == ids:
             self._entries.move_to_end(key)
+            if payload is not None:
+                old.payload = payload
             return True
         if old is not None:  # a hash collision: the newer sequence replaces the older one
             self._entries.move_to_end(key, last=False)
@@ -105,14 +157,25 @@ class PrefixKVCache:
             return False
         while self.nbytes + nbytes > self.capacity_bytes:
             self._evict_oldest()
-        self._entries[key] = KVEntry(ids, keys, values, nbytes)
+        self._entries[key] = KVEntry(ids, keys, values, nbytes, payload)
         self._length_counts[len(ids)] = self._length_counts.get(len(ids), 0) + 1
+        hashes = prefix_hashes(ids)
+        for length in range(BLOCK, len(ids) + 1, BLOCK):
+            self._blocks.setdefault((length, hashes[length]), {})[key] = None
         self.nbytes += nbytes
         return True
 
     def _evict_oldest(self) -> None:
-        (length, _), entry = self._entries.popitem(last=False)
+        key, entry = self._entries.popitem(last=False)
+        length = key[0]
         self.nbytes -= entry.nbytes
+        hashes = prefix_hashes(entry.ids)
+        for n in range(BLOCK, len(entry.ids) + 1, BLOCK):
+            owners = self._blocks.get((n, hashes[n]))
+            if owners is not None:
+                owners.pop(key, None)
+                if not owners:
+                    del self._blocks[(n, hashes[n])]
         self.evictions += 1
         left = self._length_counts[length] - 1
         if left:
@@ -123,4 +186,5 @@ class PrefixKVCache:
     def clear(self) -> None:
         self._entries.clear()
         self._length_counts.clear()
+        self._blocks.clear()
         self.nbytes = 0
