@@ -146,6 +146,33 @@ class TimedGenerator:
         return out
 
 
+class TimedPRM:
+    """Forwards to a PRM, adding up the wall time of its score calls and, with `meter`, the FLOPs
+    torch's counter measures inside them."""
+
+    def __init__(self, inner: Any, meter: bool = False):
+        self.inner = inner
+        self.meter = meter
+        self.seconds = 0.0
+        self.measured_flops = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def score(self, requests: list[Any]) -> list[Any]:
+        t0 = time.perf_counter()
+        if not self.meter:
+            out = self.inner.score(requests)
+        else:
+            from rebase.flop_count import flop_counter
+
+            with flop_counter() as fc:
+                out = self.inner.score(requests)
+            self.measured_flops += fc.get_total_flops()
+        self.seconds += time.perf_counter() - t0
+        return out
+
+
 @dataclass
 class RunStats:
     wall_s: float
@@ -157,23 +184,34 @@ class RunStats:
     flops_policy: float
     calls: int
     measured_flops: int = 0
+    prm_s: float = 0.0
+    prm_processed: int = 0  # PRM tokens actually run (read minus served from cached KV)
+    flops_total: float = 0.0
+    measured_prm_flops: int = 0
 
     @property
     def per_token_ms(self) -> float:
         return 1000 * self.wall_s / max(self.generated, 1)
 
+    @property
+    def prm_per_generated(self) -> float:
+        return self.prm_processed / max(self.generated, 1)
+
 
 def run_strategy(strategy: Any, problems: list[Any], budget: int, ctx: Any, meter: bool = False,
                  one_by_one: bool = False) -> RunStats:
     """Time one search over `problems` (all in one batch, or one problem per search call). A fresh
-    prefix cache each run, so runs do not feed each other's KV."""
+    prefix cache (policy and PRM) each run, so runs do not feed each other's KV."""
     from dataclasses import replace
 
     gen = ctx.generator
     if gen.prefix_cache is not None:
         gen.prefix_cache.clear()
+    if getattr(ctx.prm, "scorer", None) is not None:
+        ctx.prm.scorer.store.clear()
     timed = TimedGenerator(gen, meter)
-    c = replace(ctx, generator=timed)
+    timed_prm = TimedPRM(ctx.prm, meter)
+    c = replace(ctx, generator=timed, prm=timed_prm)
     t0 = time.perf_counter()
     batches = [[p] for p in problems] if one_by_one else [problems]
     results = [r for b in batches for r in strategy.search(b, budget, c)]
@@ -185,7 +223,9 @@ def run_strategy(strategy: Any, problems: list[Any], budget: int, ctx: Any, mete
                     prm_tokens=sum(x.summary()["prm_tokens"] for x in led),
                     nodes=sum(len(r.nodes) - 1 for r in results),
                     flops_policy=sum(x.flops("policy") for x in led), calls=timed.calls,
-                    measured_flops=timed.measured_flops)
+                    measured_flops=timed.measured_flops, prm_s=timed_prm.seconds,
+                    prm_processed=sum(x.tokens("prm", "prompt_tokens") - x.tokens("prm", "cached_tokens") for x in led),
+                    flops_total=sum(x.flops("total") for x in led), measured_prm_flops=timed_prm.measured_flops)
 
 
 def alternate(variants: dict[str, Callable[[], RunStats]], repeats: int) -> dict[str, list[RunStats]]:
@@ -199,7 +239,7 @@ def alternate(variants: dict[str, Callable[[], RunStats]], repeats: int) -> dict
             s = variants[k]()
             out[k].append(s)
             log(f"  [{r + 1}/{repeats}] {k}: {s.wall_s:.2f}s, {s.generated} tokens, {s.per_token_ms:.2f} ms/token, "
-                f"policy {s.policy_s:.2f}s, {s.calls} generate calls")
+                f"policy {s.policy_s:.2f}s, PRM {s.prm_s:.2f}s ({s.prm_processed} tokens run), {s.calls} generate calls")
     return out
 
 
@@ -229,8 +269,10 @@ def make_context(policy_dir: Path, prm_dir: Path, problems: list[Any], sampling:
     ctx = SearchContext(generator=gen, prm=prm, prompts=prompts, sampling=sampling, seed=0, dataset="gsm8k")
     no_reuse = copy.copy(gen)
     no_reuse.prefix_cache = None  # same weights, no KV store: every round prefills whole paths
+    prm_nr = copy.copy(prm)
+    prm_nr.scorer = None  # and the PRM re-reads every path from the start
     ctx_nr = copy.copy(ctx)
-    ctx_nr.generator = no_reuse
+    ctx_nr.generator, ctx_nr.prm = no_reuse, prm_nr
     return ctx, ctx_nr, {"newline_bias": round(bias[nl], 3), "eos_bias": round(bias[eos], 3)}
 
 
@@ -250,7 +292,7 @@ def compare(ctx: Any, ctx_nr: Any, problems: list[Any], budget: int, repeats: in
         "rebase_no_reuse": lambda: run_strategy(rebase, problems, budget, ctx_nr),
         "rebase_one_by_one": lambda: run_strategy(rebase, problems, budget, ctx, one_by_one=True),
     }, repeats)
-    log("FLOP check: REBASE on 2 problems, N=4, under FlopCounterMode")
+    log("FLOP check: REBASE on 2 problems, N=4, policy and PRM under FlopCounterMode")
     fl = run_strategy(rebase, problems[:2], 4, ctx, meter=True)
     reb, smp = runs["rebase"], runs["sampling"]
     by_round = {
@@ -259,12 +301,17 @@ def compare(ctx: Any, ctx_nr: Any, problems: list[Any], budget: int, repeats: in
         "batching_speedup": [b.wall_s / a.wall_s for a, b in zip(reb, runs["rebase_one_by_one"])],
     }
     out: dict[str, Any] = {k: round(median(v), 3) for k, v in by_round.items()}
+    out["prm_tokens_rebase_vs_sampling"] = round(median([a.prm_per_generated / b.prm_per_generated
+                                                         for a, b in zip(reb, smp)]), 3)
     out["flops_policy_vs_measured"] = round(fl.flops_policy / max(fl.measured_flops, 1), 4)
+    out["flops_total_vs_measured"] = round(fl.flops_total / max(fl.measured_flops + fl.measured_prm_flops, 1), 4)
     out.update({
         "rebase_policy_share": round(median([s.policy_s / s.wall_s for s in reb]), 3),
         "rebase_vs_sampling_policy_only_per_token": round(median(
             [(a.policy_s / a.generated) / (b.policy_s / b.generated) for a, b in zip(reb, smp)]), 3),
         "rebase_mean_step_tokens": round(median([s.generated / s.nodes for s in reb]), 1),
+        "prm_tokens_per_generated": {k: round(median([s.prm_per_generated for s in v]), 3) for k, v in runs.items()},
+        "prm_share": {k: round(median([s.prm_s / s.wall_s for s in v]), 3) for k, v in runs.items()},
         "ratios_by_round": {k: [round(x, 3) for x in v] for k, v in by_round.items()},
         "runs": {k: [asdict(s) for s in v] for k, v in runs.items()},
         "flop_run": asdict(fl),

@@ -161,21 +161,21 @@ def test_prm_fault_for_one_problem(tmp_path, tiny_dir, data_dir, scripted, capsy
     from reward_models.step_tag import StepTagPRM
 
     qs = questions(data_dir, 4)
-    real_score, real_forward = StepTagPRM.score, common.forward_at
+    real_score, real_readout = StepTagPRM.score, common.readout
 
     def poisoned_score(self, requests):
-        hit = [qs[1] in r.question for r in requests if r.steps]  # forward_at sees non-empty paths only
+        hit = [qs[1] in r.question for r in requests]
 
-        def forward(model, seqs, positions, *rest):
-            got = real_forward(model, seqs, positions, *rest)
-            return [(g * float("nan") if fault == "nan" else g[:-1]) if h and len(g) else g
-                    for g, h in zip(got, hit)]
+        def readout(prm, seqs, positions):
+            got = real_readout(prm, seqs, positions)
+            return [((g * float("nan") if fault == "nan" else g[:-1]), c) if h and len(g) else (g, c)
+                    for (g, c), h in zip(got, hit)]
 
-        monkeypatch.setattr(common, "forward_at", forward)
+        monkeypatch.setattr(common, "readout", readout)
         try:
             return real_score(self, requests)
         finally:
-            monkeypatch.setattr(common, "forward_at", real_forward)
+            monkeypatch.setattr(common, "readout", real_readout)
 
     monkeypatch.setattr(StepTagPRM, "score", poisoned_score)
     cfg = base_cfg(tiny_dir, data_dir, "scripted_test", "scripted/policy", [{"name": "best_of_n", "budgets": [2]}])
