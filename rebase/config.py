@@ -358,10 +358,10 @@ def _check_collisions(source: str, cfg: RunConfig) -> None:
                 owner[key] = i
 
 
-# the placeholders each template may use; `{name}` right after a letter, digit, \\, ^ or _ is a
-# LaTeX argument (\\boxed{answer}, x^{2}), not a placeholder
+# the placeholders each template may use; `{name}` right after a letter, digit, \, ^, _, { or } is a
+# LaTeX argument (\boxed{answer}, x^{2}, \frac{a}{b}) or an escaped brace, not a placeholder
 TEMPLATE_FIELDS = {"prompt.instruction": ("question",), "prm.judge_prompt": ("question", "steps", "step", "good", "bad")}
-_PLACEHOLDER = re.compile(r"(?<![A-Za-z0-9\\^_]){([A-Za-z_][A-Za-z0-9_]*)}")
+_PLACEHOLDER = re.compile(r"(?<![A-Za-z0-9\\^_{}]){([A-Za-z_][A-Za-z0-9_]*)}")
 
 
 def _check_templates(source: str, cfg: RunConfig) -> None:
@@ -376,7 +376,7 @@ def _check_templates(source: str, cfg: RunConfig) -> None:
         if key == "prompt.instruction" and "{question}" in text:
             # filled with str.format: every brace must be {question} or an escaped {{ }}
             try:
-                used |= {f for _, f, _, _ in string.Formatter().parse(text) if f is not None}
+                used = {f for _, f, _, _ in string.Formatter().parse(text) if f is not None}
             except ValueError as e:
                 raise BadInput(f"{source}: {key}: not a valid template ({e}); write {{{{ and }}}} for literal braces") from None
         if key == "prm.judge_prompt" and "{step}" not in text:

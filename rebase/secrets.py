@@ -11,9 +11,10 @@ which a plain replace no longer finds. URLs written anywhere go through `redact_
 
 from __future__ import annotations
 
+import base64
 import re
 from typing import Iterable, Optional
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 MASK = "***"
 # user[:password]@ right after a scheme, anywhere in a text (an error message quoting a URL)
@@ -35,14 +36,20 @@ def redact_url(url: Optional[str]) -> Optional[str]:
 
 
 def url_secrets(url: Optional[str]) -> list[str]:
-    """The user name and password inside a URL, for scrubbing texts that quote them."""
+    """The user name and password inside a URL (as written, decoded, and as a Basic
+    Authorization value), for scrubbing texts that quote them."""
     if not url:
         return []
     try:
         parts = urlsplit(url)
     except ValueError:
         return []
-    return [s for s in (parts.password, parts.username) if s and len(s) >= 3]
+    out = [s for s in (parts.password, parts.username) if s and len(s) >= 3]
+    if parts.username is not None:  # as an HTTP client sends them: Basic base64(user:password)
+        raw = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
+        out.append(base64.b64encode(raw).decode())
+        out += [unquote(s) for s in (parts.password, parts.username) if s and len(unquote(s)) >= 3]
+    return out
 
 
 def scrub(text: str, secrets: Iterable[Optional[str]]) -> str:
