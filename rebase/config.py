@@ -314,7 +314,7 @@ def _check_semantics(source: str, cfg: RunConfig) -> None:
 
     for i, m in enumerate(cfg.models):
         check_name(m.name, f"{source}: models.{i}.name")
-    check_unique(((f"{source}: models.{i}.name", m.name) for i, m in enumerate(cfg.models)), "model name")
+    check_unique(source, ((f"models.{i}.name", m.name) for i, m in enumerate(cfg.models)), "model name")
     for i, s in enumerate(cfg.strategies):
         if s.label is not None:
             check_name(s.label, f"{source}: strategies.{i}.label")
@@ -342,7 +342,7 @@ def _check_collisions(source: str, cfg: RunConfig) -> None:
     each other's records and trees: refuse, and say how to tell them apart."""
     from rebase.registry import STRATEGIES
 
-    check_unique(((f"{source}: strategies.{i}.label", s.label) for i, s in enumerate(cfg.strategies) if s.label),
+    check_unique(source, ((f"strategies.{i}.label", s.label) for i, s in enumerate(cfg.strategies) if s.label),
                  "strategy label")
     owner: dict[tuple, int] = {}
     for i, s in enumerate(cfg.strategies):

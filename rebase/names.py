@@ -31,12 +31,12 @@ def check_name(name: str, where: str) -> str:
     return name
 
 
-def check_unique(names: Iterable[tuple[str, str]], what: str) -> None:
-    """(where, name) pairs: names must be unique ignoring letter case."""
+def check_unique(source: str, names: Iterable[tuple[str, str]], what: str) -> None:
+    """(key, name) pairs of a config read from `source`: names must be unique ignoring letter case."""
     seen: dict[str, str] = {}
     for where, name in names:
         folded = name.casefold()
         if folded in seen:
-            raise BadInput(f"{where}: duplicate {what} {name!r} (as {seen[folded]}; names must differ "
-                           "in more than letter case)")
+            raise BadInput(f"{source}: {where}: duplicate {what} {name!r} (as {seen[folded]}; names must "
+                           "differ in more than letter case)")
         seen[folded] = where
