@@ -72,7 +72,14 @@ class PRMConfig(Strict):
     on_error: Literal["raise", "default"] = "raise"  # a failed score: raise, or use default_score
     default_score: float = 0.0
     backend: Literal["transformers", "vllm"] = "transformers"  # vllm: a pooling engine (step_tag only)
-    engine_args: dict[str, Any] = Field(default_factory=dict)  # vllm: extra vllm.LLM(...) arguments
+    engine_args: dict[str, Any] = Field(default_factory=dict)  # vllm: extra vllm.LLM(...) arguments (rebase/engine_args.py)
+
+    @field_validator("engine_args")
+    @classmethod
+    def _engine_args_allowed(cls, v: dict[str, Any]) -> dict[str, Any]:
+        from rebase.engine_args import check_engine_args
+
+        return check_engine_args(v)
 
     @model_validator(mode="after")
     def _engine_args(self) -> "PRMConfig":

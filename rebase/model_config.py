@@ -30,7 +30,7 @@ BACKEND_NAMES = ("transformers", "vllm", "openai")
 class _Model(BaseModel):
     """Fields every backend shares."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     name: str  # label in records and plots
     path: str  # HF hub id, local directory, package:NAME/SUB, or the served model name (openai)
     trust_remote_code: bool = False  # off unless the config says so
@@ -69,7 +69,14 @@ class VLLMModel(_Model):
     backend: Literal["vllm"]
     gguf_file: Optional[str] = None  # vLLM loads the GGUF file with the tokenizer of its folder
     dtype: str = "auto"
-    engine_args: dict[str, Any] = Field(default_factory=dict)  # extra vllm.LLM(...) arguments
+    engine_args: dict[str, Any] = Field(default_factory=dict)  # extra vllm.LLM(...) arguments (rebase/engine_args.py)
+
+    @field_validator("engine_args")
+    @classmethod
+    def _engine_args(cls, v: dict[str, Any]) -> dict[str, Any]:
+        from rebase.engine_args import check_engine_args
+
+        return check_engine_args(v)
 
     def preflight(self, where: str) -> None:
         import importlib.util
@@ -85,15 +92,17 @@ class OpenAIModel(_Model):
     backend: Literal["openai"]
     base_url: str  # e.g. http://127.0.0.1:8000/v1
     api_key_env: Optional[str] = None  # env var holding the key (never recorded)
-    max_concurrency: PositiveInt = 16  # in-flight requests
-    max_retries: int = Field(3, ge=0)  # retries on 429 / 5xx / timeout
-    timeout_s: float = Field(120.0, gt=0)  # per-request timeout
+    max_concurrency: int = Field(16, gt=0, le=1024)  # in-flight requests
+    max_retries: int = Field(3, ge=0, le=20)  # retries on 429 / 5xx / timeout
+    timeout_s: float = Field(120.0, gt=0, le=3600)  # per-request timeout
 
     @field_validator("base_url")
     @classmethod
     def _url(cls, v: str) -> str:
         if not v.startswith(("http://", "https://")):
-            raise ValueError(f"'{v}' is not an http(s) URL (e.g. http://127.0.0.1:8000/v1)")
+            from rebase.secrets import redact_url
+
+            raise ValueError(f"'{redact_url(v)}' is not an http(s) URL (e.g. http://127.0.0.1:8000/v1)")
         return v
 
     def preflight(self, where: str) -> None:

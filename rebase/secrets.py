@@ -35,6 +35,16 @@ def redact_url(url: Optional[str]) -> Optional[str]:
     return urlunsplit((parts.scheme, f"{MASK}@{host}", parts.path, parts.query, parts.fragment))
 
 
+def split_userinfo(url: str) -> tuple[str, Optional[tuple[str, str]]]:
+    """(the URL without user:password@, (user, password) or None)."""
+    parts = urlsplit(url)
+    if parts.username is None:
+        return url, None
+    host = parts.netloc.rsplit("@", 1)[1]
+    bare = urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+    return bare, (unquote(parts.username), unquote(parts.password or ""))
+
+
 def url_secrets(url: Optional[str]) -> list[str]:
     """The user name and password inside a URL (as written, decoded, and as a Basic
     Authorization value), for scrubbing texts that quote them."""

@@ -189,3 +189,51 @@ def test_valid_templates_still_load(tmp_path):
 ])
 def test_malformed_set_paths_are_one_line_errors(tmp_path, item, fragment):
     refused(tmp_path, BASE, fragment, [item])
+
+
+# -- engine arguments ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("args, fragment", [
+    ({"worker_extension_cls": "os.system"}, "'worker_extension_cls' is not an allowed engine argument"),
+    ({"logits_processors": ["evil.mod:Proc"]}, "'logits_processors' is not an allowed engine argument"),
+    ({"trust_remote_code": True}, "'trust_remote_code' is not an allowed engine argument (set it with the model's own key)"),
+    ({"kv_transfer_config": {"kv_connector_module_path": "evil"}}, "'kv_transfer_config' is not an allowed"),
+    ({"max_model_len": {"nested": 1}}, "'max_model_len' must be a number, a string or a boolean"),
+])
+def test_engine_args_outside_the_allow_list_are_refused(tmp_path, args, fragment):
+    refused(tmp_path, mutated(lambda d: d["models"][0].update(backend="vllm", engine_args=args)),
+            "models.0.engine_args: " + fragment)
+    refused(tmp_path, mutated(lambda d: d["prm"].update(backend="vllm", engine_args=args)), "prm.engine_args: " + fragment)
+
+
+def test_allowed_engine_args_load(tmp_path):
+    ok = {"gpu_memory_utilization": 0.5, "max_model_len": 2048, "enforce_eager": True, "quantization": "fp8"}
+    cfg = load_config(write(tmp_path, mutated(lambda d: d["models"][0].update(backend="vllm", engine_args=ok))))
+    assert cfg.models[0].engine_args == ok
+
+
+def test_project_settings_win_over_engine_args(tiny_dir, monkeypatch):
+    """What reaches vllm.LLM: the config's trust_remote_code (off) and prefix caching, whatever the
+    engine arguments say (validation is bypassed here to prove the backend's own order)."""
+    vllm = pytest.importorskip("vllm")
+    from rebase.backends.vllm_backend import VLLMGenerator
+    from rebase.model_config import VLLMModel
+
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def spy(**kwargs):
+        seen.update(kwargs)
+        raise Stop
+
+    monkeypatch.setattr(vllm, "LLM", spy)
+    cfg = VLLMModel.model_construct(name="m", path=str(tiny_dir / "llama"), backend="vllm", gguf_file=None,
+                                    dtype="float32", trust_remote_code=False, chat_template=None, params=None,
+                                    engine_args={"trust_remote_code": True, "enable_prefix_caching": False,
+                                                 "max_model_len": 512})
+    with pytest.raises(Stop):
+        VLLMGenerator(cfg)
+    assert seen["trust_remote_code"] is False and seen["enable_prefix_caching"] is True
+    assert seen["max_model_len"] == 512 and seen["model"] == str(tiny_dir / "llama")

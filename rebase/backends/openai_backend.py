@@ -46,7 +46,7 @@ from rebase.backends.vllm_common import map_finish
 from rebase.model_config import OpenAIModel
 from rebase.errors import BadInput, RunFailure
 from rebase.flops import FlopSpec
-from rebase.secrets import scrub_then_cut, url_secrets
+from rebase.secrets import scrub_then_cut, split_userinfo, url_secrets
 from rebase.types import Completion, GenerationRequest
 
 log = logging.getLogger("rebase.backends.openai")
@@ -93,7 +93,9 @@ class OpenAIGenerator:
                 raise BadInput(f"model '{cfg.name}': api_key_env: environment variable {cfg.api_key_env} is not set")
             self._key = key
         self.retry = retry or RetryPolicy(max_retries=cfg.max_retries)
-        base = cfg.base_url.rstrip("/")
+        # credentials in the URL travel as an auth object, so the URLs the HTTP client logs have none
+        base, self._auth = split_userinfo(cfg.base_url)
+        base = base.rstrip("/")
         self._completions_url = base + "/completions"
         self._tokenize_url = (base[: -len("/v1")] if base.endswith("/v1") else base) + "/tokenize"
         local = Path(cfg.path).expanduser()
@@ -132,7 +134,8 @@ class OpenAIGenerator:
 
             headers = {"Authorization": f"Bearer {self._key}"} if self._key else {}
             limits = httpx.Limits(max_connections=self.cfg.max_concurrency)
-            self._client = httpx.AsyncClient(headers=headers, timeout=httpx.Timeout(self.cfg.timeout_s), limits=limits)
+            self._client = httpx.AsyncClient(headers=headers, timeout=httpx.Timeout(self.cfg.timeout_s), limits=limits,
+                                             auth=self._auth)
             self._sem = asyncio.Semaphore(self.cfg.max_concurrency)
 
     def _scrub(self, text: str, limit: int = 300) -> str:

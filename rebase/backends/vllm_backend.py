@@ -58,7 +58,8 @@ class VLLMGenerator:
         args: dict[str, Any] = {"seed": 0, "dtype": cfg.dtype, "trust_remote_code": cfg.trust_remote_code}
         if current_platform.is_cpu():
             args["block_size"] = CPU_BLOCK_SIZE
-        args.update(cfg.engine_args)
+        args.update(cfg.engine_args)  # only allowed keys (rebase/engine_args.py); the project's settings win below
+        args["trust_remote_code"] = cfg.trust_remote_code
         args.update(model=model, tokenizer=tokenizer, enable_prefix_caching=True)
         self._llm = LLM(**args)
         self._tokenizer = self._llm.get_tokenizer()
