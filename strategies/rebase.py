@@ -24,13 +24,15 @@ Rounding (`rounding`):
 from __future__ import annotations
 
 import math
-from typing import Literal, Sequence
+from typing import Literal, Optional, Sequence
 
 from pydantic import Field
 
 from rebase.registry import STRATEGIES
 from rebase.types import Node, Problem, SearchResult
+from strategies.aggregators import vote_totals, voters
 from strategies.base import SearchContext, Strategy, StrategyParams
+from strategies.stopping import leader_probability
 from strategies.tree import Tree, expand, new_trees, score, terminal
 
 # ceil() must not turn 2.0000000001 (float noise in b_rem * w_j / w_rem) into 3
@@ -80,6 +82,19 @@ class Rebase(Strategy):
         balance_temperature: float = Field(0.1, gt=0)  # T_b in softmax(R / T_b); paper 0.1, released code 0.2
         rounding: Literal["sequential_ceil", "round"] = "sequential_ceil"  # how W_j becomes an integer
         reward: Literal["last", "min", "prod", "mean"] = "last"  # R(node) from its path's step scores
+        # stop a problem early once its finished candidates' PRM-weighted vote is decided at this
+        # confidence (the Beta rule of strategies/stopping.py); None: always spend the whole budget
+        stop_confidence: Optional[float] = Field(None, gt=0.5, lt=1.0)
+
+    def decided(self, tree: Tree, ctx: SearchContext) -> bool:
+        """Whether the finished candidates so far already agree (only with `stop_confidence`)."""
+        conf = getattr(self.params, "stop_confidence", None)  # subclasses' Params may lack it
+        if conf is None:
+            return False
+        cands = tree.candidates(ctx)
+        n_voters = len(voters(cands, ctx.include_truncated))
+        totals = vote_totals(cands, True, self.params.reward, ctx.include_truncated)
+        return leader_probability(totals, n_voters) >= conf
 
     def allocate(self, budget: int, rewards: list[float]) -> list[int]:
         """Children per frontier node this round (subclasses such as beam search override it)."""
@@ -92,6 +107,7 @@ class Rebase(Strategy):
         trees = new_trees(problems, ctx)
         remaining = {id(t): budget for t in trees}  # B_i per problem
         rounds = {id(t): 0 for t in trees}
+        stopped = {id(t): False for t in trees}
         items: list[tuple[Tree, Node, int]] = []
         for t in trees:
             t.root.allocation = budget
@@ -111,10 +127,18 @@ class Rebase(Strategy):
                 frontier = [n for n in kids if not terminal(n)]
                 if remaining[key] <= 0 or not frontier:
                     continue  # done: drops out of later rounds
+                if self.decided(t, ctx):
+                    stopped[key] = True
+                    continue  # the finished candidates agree: the rest of the budget is not spent
                 alloc = self.allocate(remaining[key], [n.reward for n in frontier])
                 for n, w in zip(frontier, alloc):
                     n.allocation = w
                     if w > 0:
                         items.append((t, n, w))
-        return [t.result(t.candidates(ctx), {"rounds": rounds[id(t)], "budget_left": max(remaining[id(t)], 0)})
-                for t in trees]
+        out = []
+        for t in trees:
+            info = {"rounds": rounds[id(t)], "budget_left": max(remaining[id(t)], 0)}
+            if getattr(p, "stop_confidence", None) is not None:  # the record says what the stop saved
+                info["record"] = {"stopped_early": stopped[id(t)], "budget_left": info["budget_left"]}
+            out.append(t.result(t.candidates(ctx), info))
+        return out

@@ -19,7 +19,7 @@ from rebase.registry import STRATEGIES
 from rebase.types import Completion, GenerationRequest
 from strategies.aggregators import aggregate, vote_totals, voters
 from strategies.stopping import decided, leader_probability
-from tests.fakes import FakeGenerator, FakePRM, make_ctx, problems
+from fakes import FakeGenerator, FakePRM, make_ctx, problems
 
 
 def test_beta_rule_values():
@@ -176,3 +176,35 @@ def test_params_are_validated():
         cls(waves=4)
     assert cls(wave=8).params.wave == 8 and not cls.needs_prm
     assert STRATEGIES.get("adaptive_weighted_majority").needs_prm
+
+
+def test_rebase_early_stop_when_finished_candidates_agree(monkeypatch):
+    import strategies.tree as tree_mod
+    from fakes import fake_extract_answer
+    from strategies.rebase import Rebase
+
+    monkeypatch.setattr(tree_mod, "extract_answer", fake_extract_answer)
+
+    def go(answers, **params):
+        gen, prm = FakeGenerator(p_final=0.5, answers=answers), FakePRM(seed=2)
+        ctx = make_ctx(gen, prm, seed=3, max_tokens=60, max_step_tokens=8, max_depth=10)
+        return Rebase(**params).search(problems(6), 32, ctx), gen
+
+    full, gen_full = go(("4",))
+    assert all(r.info["budget_left"] == 0 and "record" not in r.info for r in full)
+    early, gen_early = go(("4",), stop_confidence=0.95)
+    for r in early:
+        rec = r.info["record"]
+        assert rec["stopped_early"] and rec["budget_left"] > 0
+        # the stop came no earlier than the rule allows: the finished candidates' vote is decided
+        cands = [c for c in r.candidates if not c.truncated]
+        assert leader_probability(vote_totals(cands, True, "last", False), len(voters(cands))) >= 0.95
+        assert len(r.candidates) == 32 - rec["budget_left"]
+    spent = lambda rs: sum(x.ledger.tokens("policy", "generated_tokens") for x in rs)  # noqa: E731
+    assert spent(early) < spent(full) and gen_early.calls <= gen_full.calls
+    # scattered answers are rarely decided: the stop must not fire on a split vote
+    split, _ = go(("1", "2", "3"), stop_confidence=0.99)
+    for r in split:
+        cands = [c for c in r.candidates if not c.truncated]
+        if r.info["record"]["stopped_early"]:
+            assert leader_probability(vote_totals(cands, True, "last", False), len(voters(cands))) >= 0.99
