@@ -53,6 +53,15 @@ def aggregators_of(entry: StrategyConfig) -> list[str]:
     return [entry.aggregator or cls.default_aggregator]
 
 
+def budget_groups(cls: type, budgets: list[int], options: dict) -> list[list[int]]:
+    """One search per budget, except that a strategy whose run at a larger budget holds the run at
+    a smaller one (`nestable`, e.g. adaptive budgets) searches once at the largest of those."""
+    nest = getattr(cls, "nestable", None)
+    nested = sorted(b for b in budgets if nest is not None and nest(b, options))
+    groups = [[b] for b in budgets if b not in nested]
+    return ([nested] if nested else []) + groups
+
+
 def plan_units(cfg: RunConfig) -> list[Unit]:
     units: list[Unit] = []
     pools: dict[tuple, Unit] = {}
@@ -73,8 +82,9 @@ def plan_units(cfg: RunConfig) -> list[Unit]:
             options = entry.options()
             if getattr(cls, "takes_reduction", False):
                 options["reduction"] = entry.reduction  # e.g. the adaptive stopping tally
-            for b in entry.budgets:
-                units.append(Unit(entry.name, b, seed, entry.temperature, options=options,
-                                  outputs=[Output(strategy_label(entry), a, entry.reduction, b) for a in aggs],
+            for budgets in budget_groups(cls, entry.budgets, options):
+                units.append(Unit(entry.name, max(budgets), seed, entry.temperature, options=options,
+                                  outputs=[Output(strategy_label(entry), a, entry.reduction, b)
+                                           for b in budgets for a in aggs],
                                   needs_prm=cls.needs_prm or any(a != "majority" for a in aggs), tag=entry.label))
     return units

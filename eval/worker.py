@@ -112,11 +112,20 @@ class Worker:
                                   self.generator, self._prm, (unit.seed, p.id)))
                 rec["wall_s"] = wall * o.budget / unit.budget
             else:
-                ans = aggregate(o.aggregator, res.candidates, o.reduction, self.cfg.include_truncated)
-                rec.update(res.ledger.summary())
-                rec.update(answer=ans, correct=float(grade_p(ans)), n_candidates=len(res.candidates),
-                           n_finished=sum(c.finished and not c.truncated for c in res.candidates),
-                           n_truncated=sum(c.truncated for c in res.candidates), subsets=1, wall_s=wall)
-                rec.update(res.info.get("record", {}))  # a strategy's own per-problem fields
+                res_o, wall_o = res, wall
+                if o.budget != unit.budget:  # a nested budget, cut from the run at unit.budget
+                    res_o = STRATEGIES.get(unit.strategy)(**unit.options).at_budget(res, o.budget)
+                    wall_o = wall * len(res_o.candidates) / max(len(res.candidates), 1)
+                rec.update(self._direct(o, res_o, grade_p, wall_o))
             out.append(rec)
         return out
+
+    def _direct(self, o: Output, res: SearchResult, grade_p: Any, wall: float) -> dict[str, Any]:
+        """The record fields of one search's result."""
+        ans = aggregate(o.aggregator, res.candidates, o.reduction, self.cfg.include_truncated)
+        rec: dict[str, Any] = res.ledger.summary()
+        rec.update(answer=ans, correct=float(grade_p(ans)), n_candidates=len(res.candidates),
+                   n_finished=sum(c.finished and not c.truncated for c in res.candidates),
+                   n_truncated=sum(c.truncated for c in res.candidates), subsets=1, wall_s=wall)
+        rec.update(res.info.get("record", {}))  # a strategy's own per-problem fields
+        return rec

@@ -19,6 +19,10 @@ How it runs (budget = the MAXIMUM number of samples per problem):
   from its prefix cache); the record says how many samples the problem used (`samples_used`), in how
   many waves, why it stopped (`stop`: decided | max_budget), the leader's posterior probability,
   and which fixed-N strategy it stops early (`adapts`), so the report can set the two side by side.
+- nested budgets: since wave w is seeded by w, a run at maximum M is exactly the first waves of a
+  run at any larger maximum (when M is a whole number of waves). The runner makes one run at the
+  largest such budget and derives the smaller ones from it (`at_budget`): the adaptive curve costs
+  one run, and each derived record is what its own run would have written, ledger included.
 
     strategies:
       - {name: adaptive_weighted_majority, budgets: [16, 64], wave: 4, confidence: 0.95}
@@ -58,6 +62,9 @@ class _Problem:
         self.waves = 0
         self.prob = 0.0
         self.stop = "max_budget"
+        self.wave_ends: list[int] = []  # samples used after each wave
+        self.wave_probs: list[float] = []  # the leader's posterior after each wave
+        self.wave_ledgers: list[Ledger] = []  # each wave's calls, to cut the run at a wave's end
 
     def add(self, res: SearchResult) -> None:
         offset = len(self.nodes) - 1
@@ -67,6 +74,8 @@ class _Problem:
             self.cands.append(replace(c, node_id=(c.node_id or 0) + offset))
         self.samples += res.info.get("samples", [])
         self.ledger.extend(res.ledger)
+        self.wave_ledgers.append(res.ledger)
+        self.wave_ends.append(len(self.cands))
         self.waves += 1
 
 
@@ -93,6 +102,7 @@ class AdaptiveVote(Strategy):
                 st = state[i]
                 st.add(res)
                 st.prob = self.posterior(st.cands, ctx)
+                st.wave_probs.append(st.prob)
                 if st.prob >= self.params.confidence:
                     st.stop = "decided"
                 elif used < budget:
@@ -109,7 +119,34 @@ class AdaptiveVote(Strategy):
         record: dict[str, Any] = {"samples_used": len(st.cands), "waves": st.waves, "stop": st.stop,
                                   "leader_probability": round(st.prob, 6), "adapts": self.adapts}
         return SearchResult(p.id, st.cands, st.ledger, nodes=st.nodes,
-                            info={"samples": st.samples, "record": record})
+                            info={"samples": st.samples, "record": record, "wave_ends": st.wave_ends,
+                                  "wave_probs": st.wave_probs, "wave_ledgers": st.wave_ledgers})
+
+    # -- nested budgets: a run at a larger maximum holds the run at every smaller one --------------
+    @classmethod
+    def nestable(cls, budget: int, options: dict) -> bool:
+        """Whether a run at `budget` is exactly a prefix of a run at any larger maximum: waves are
+        seeded by their index, so it is when every wave before the budget is whole."""
+        return budget % cls.Params.model_validate(options).wave == 0
+
+    def at_budget(self, res: SearchResult, budget: int) -> SearchResult:
+        """The result a run with maximum `budget` (nestable) would have given: `res` itself when
+        the problem stopped within it, else `res` cut after the wave that reaches `budget`."""
+        ends = res.info["wave_ends"]
+        if ends[-1] <= budget:
+            return res
+        k = next(i for i, e in enumerate(ends) if e >= budget) + 1  # waves a run at `budget` makes
+        n = ends[k - 1]
+        ledger = Ledger()
+        for led in res.info["wave_ledgers"][:k]:
+            ledger.extend(led)
+        # it went on past `budget`, so the vote was not decided after wave k
+        record = {**res.info["record"], "samples_used": n, "waves": k, "stop": "max_budget",
+                  "leader_probability": round(res.info["wave_probs"][k - 1], 6)}
+        return SearchResult(res.problem_id, res.candidates[:n], ledger, nodes=res.nodes[:n + 1],
+                            info={"samples": res.info["samples"][:n], "record": record, "wave_ends": ends[:k],
+                                  "wave_probs": res.info["wave_probs"][:k],
+                                  "wave_ledgers": res.info["wave_ledgers"][:k]})
 
 
 @STRATEGIES.register("adaptive_majority")

@@ -149,15 +149,29 @@ def test_same_results_whatever_the_batching(name):
     assert digest(run(name, budget=32, seed=1)[0]) != whole
 
 
-def test_larger_maximum_extends_the_same_run():
+@pytest.mark.parametrize("name", ["adaptive_majority", "adaptive_weighted_majority"])
+def test_nested_budgets_are_exactly_the_smaller_runs(name):
     # waves are seeded by their index, so a run at a larger maximum repeats the smaller one's waves
-    small = run("adaptive_majority", budget=8)[0]
-    large = run("adaptive_majority", budget=32)[0]
-    for s, big in zip(small, large):
-        n = len(s.candidates)
-        assert [c.answer for c in big.candidates[:n]] == [c.answer for c in s.candidates]
-        if s.info["record"]["stop"] == "decided":
-            assert big.info["record"] == s.info["record"]
+    large, *_ = run(name, budget=32)
+    strat = STRATEGIES.get(name)()
+    for small_budget in (4, 8, 16):
+        small, *_ = run(name, budget=small_budget)
+        for s, big in zip(small, large):
+            cut = strat.at_budget(big, small_budget)
+            assert [(c.answer, c.generated_tokens, c.step_scores) for c in cut.candidates] == \
+                [(c.answer, c.generated_tokens, c.step_scores) for c in s.candidates]
+            assert cut.info["record"] == s.info["record"]
+            assert cut.ledger.summary() == s.ledger.summary()
+            assert [n.to_json() for n in cut.nodes] == [n.to_json() for n in s.nodes]
+
+
+def test_plan_searches_nested_budgets_once():
+    from eval.plan import budget_groups
+
+    cls = STRATEGIES.get("adaptive_majority")
+    assert budget_groups(cls, [8, 16, 30, 64], {"wave": 4}) == [[8, 16, 64], [30]]
+    assert budget_groups(cls, [8, 16], {"wave": 3}) == [[8], [16]]
+    assert budget_groups(STRATEGIES.get("rebase"), [4, 8], {}) == [[4], [8]]
 
 
 def test_final_answer_is_the_aggregators():
