@@ -12,7 +12,8 @@ strategy's points of the same model and aggregator:
 - `ratio_at_adaptive_best`: the adaptive curve's most accurate point (accuracy A, cost C) against
   the cheapest fixed point with accuracy >= A: that point's cost / C (null when no fixed point
   reaches A). Both use measured points only, no interpolation.
-- `mean_samples`: mean samples used per problem at each adaptive maximum.
+- per adaptive point: `mean_samples` (samples used per problem), and against fixed N = that
+  maximum: `fixed_accuracy` and `fixed_flops_ratio` (fixed N's FLOPs / adaptive's).
 """
 
 from __future__ import annotations
@@ -52,6 +53,11 @@ def adaptive_vs_fixed(curves: pd.DataFrame, records: pd.DataFrame, view: str) ->
             continue
         row["fixed_points"] = [{"budget": int(r["budget"]), "accuracy": r["accuracy"], "flops": r[col]}
                                for _, r in fixed.sort_values("budget").iterrows()]
+        by_n = {int(r["budget"]): r for _, r in fixed.iterrows()}
+        for pt in row["points"]:  # the same maximum run as a fixed N: what stopping saved and cost
+            f = by_n.get(pt["budget"])
+            pt["fixed_accuracy"] = None if f is None else f["accuracy"]
+            pt["fixed_flops_ratio"] = None if f is None else float(f[col] / pt["flops"])
         fb = _best(fixed, col)
         reach = _cheapest_reaching(mine, col, fb["accuracy"])
         ab = _best(mine, col)

@@ -177,6 +177,8 @@ def test_adaptive_against_fixed_n():
     assert g["adaptive_best"]["accuracy"] == pytest.approx(0.61) and g["ratio_at_adaptive_best"] is None
     assert [p["mean_samples"] for p in g["points"]] == [3.0, 5.0, 7.0, 8.0]
     assert [p["budget"] for p in g["fixed_points"]] == [1, 4, 16, 64]
+    assert [p["fixed_flops_ratio"] for p in g["points"]] == [None, 16 / 5, None, 64 / 8]
+    assert g["points"][3]["fixed_accuracy"] == pytest.approx(0.60)
     # no adaptive records, no comparison
     plain = df[df["strategy"] == "weighted_majority"].drop(columns=["adapts", "samples_used"])
     assert adaptive_vs_fixed(accuracy_curves(plain), plain, "total") == []
