@@ -32,7 +32,8 @@ def _headline(s: dict) -> str:
         return f'<p class="note">{e(s.get("dataset", ""))}: {e(s.get("note", ""))}</p>'
     b, eq, ec = s["best_single"], s["allocation_at_equal_accuracy"], s["allocation_at_equal_cost"]
     return (f"<h3>{e(s['dataset'])}</h3><ul>"
-            f"<li>levels: {e(s['level_source'])} ({e(str(s['levels']))}); {s['configurations']} configurations"
+            f"<li>levels: {e(s['level_source'])} ({e(', '.join(f'level {k}: {v}' for k, v in s['levels'].items()))}"
+            f" problems); {s['configurations']} configurations"
             f" over {s['problems']} problems ({s['configurations_left_out']} left out: not run on every problem)</li>"
             f"<li>best single configuration: <code>{e(b['model'])} / {e(b['strategy'])} / {e(b['aggregator'])}"
             f" @ {e(str(b['budget']))}</code>, accuracy {_fmt(b['accuracy'])} [{_fmt(b['ci_low'])}, "
