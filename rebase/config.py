@@ -268,7 +268,7 @@ def _format_error(source: str, err: ValidationError, raw: Any = None) -> str:
     e = errs[0]
     # a discriminated union puts the backend tag into the location: models.0.openai.base_url
     loc = ".".join(str(x) for i, x in enumerate(e["loc"])
-                   if not (x in BACKEND_NAMES and i and isinstance(e["loc"][i - 1], int))) or "(top level)"
+                   if not (x in BACKEND_NAMES + ("plugin",) and i and isinstance(e["loc"][i - 1], int))) or "(top level)"
     msg = e["msg"]
     if e["type"] == "unknown_backend":
         from rebase.registry import BACKENDS

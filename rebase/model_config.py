@@ -114,16 +114,32 @@ class OpenAIModel(_Model):
             raise BadInput(f"{where}.api_key_env: environment variable {self.api_key_env} is not set")
 
 
+class PluginModel(_Model):
+    """A backend registered by a plugin (`@BACKENDS.register("name")`) that the three models above
+    do not know: its own keys pass through to it, and it checks them itself."""
+
+    model_config = ConfigDict(extra="allow")
+    backend: str
+
+    def preflight(self, where: str) -> None:
+        pass  # the plugin's constructor checks its own keys
+
+
 def backend_of(v: Any) -> Optional[str]:
-    """The discriminator: the `backend` key (default transformers); None for an unknown one, which
-    pydantic reports as `union_tag_invalid` (config.py turns that into the registry's message)."""
+    """The discriminator: the `backend` key (default transformers); "plugin" for another registered
+    backend; None for an unknown one, which pydantic reports as `unknown_backend` (config.py turns
+    that into the registry's did-you-mean message)."""
     b = v.get("backend", "transformers") if isinstance(v, dict) else getattr(v, "backend", None)
-    return b if b in BACKEND_NAMES else None
+    if b in BACKEND_NAMES:
+        return b
+    from rebase.registry import BACKENDS
+
+    return "plugin" if isinstance(b, str) and b in BACKENDS else None
 
 
 ModelConfig = Annotated[
     Union[Annotated[TransformersModel, Tag("transformers")], Annotated[VLLMModel, Tag("vllm")],
-          Annotated[OpenAIModel, Tag("openai")]],
+          Annotated[OpenAIModel, Tag("openai")], Annotated[PluginModel, Tag("plugin")]],
     Discriminator(backend_of, custom_error_type="unknown_backend",
                   custom_error_message="unknown backend", custom_error_context={"discriminator": "backend"}),
 ]
