@@ -40,7 +40,7 @@ def subset_ledger(result: SearchResult, idx: tuple[int, ...], policy: Any, prm: 
         cached = first["cached_tokens"] if j == 0 else s["prompt_tokens"]
         led.add(policy.name, policy.flop_spec, "policy", s["prompt_tokens"], cached, s["generated_tokens"])
         if prm is not None and s["prm_tokens"]:
-            led.add(prm.name, prm.flop_spec, prm.role, s["prm_tokens"], 0, 0)
+            led.add(prm.name, prm.flop_spec, prm.role, s["prm_tokens"], 0, 0, logit_rows=s.get("prm_head_rows"))
     return led
 
 

@@ -11,14 +11,18 @@ Views (see DESIGN.md):
             to (its position + 1). Kaplan et al. write 2 n_layer n_ctx d_attn, which counts only the
             QK^T product; we also count the attention-weighted sum over V, which is why measured
             FLOPs (torch FlopCounterMode) agree with this view.
-- `total`:  `policy` + the same pricing for every PRM / judge token (prefill only: a PRM scores a
-            path in one forward pass and computes logits at every position it reads).
+- `total`:  `policy` + the same pricing for every PRM / judge token it reads (prefill only: a
+            PRM scores a path in one forward pass), with the output head charged only for the rows
+            actually computed: one per scored position (a step tag, a judge's last token), each
+            as wide as the head (the vocabulary, or 2 for a token-classification head).
+            Padding inside a batch is computed but not charged: it is waste of the batching, not
+            a cost of the method, and the PRM families keep it small.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Optional
 
 Role = Literal["policy", "prm", "judge"]
 VIEWS = ("paper", "policy", "total")
@@ -32,6 +36,11 @@ class FlopSpec:
     d_attn: int  # heads x head_dim (query width)
     d_model: int
     vocab: int
+    head: Optional[int] = None  # output head width when it is not the vocabulary (a 2-label classifier)
+
+    @property
+    def head_width(self) -> int:
+        return self.head if self.head is not None else self.vocab
 
     @classmethod
     def from_hf_config(cls, cfg: Any, n_params: int | None = None) -> "FlopSpec":
@@ -80,15 +89,15 @@ class FlopSpec:
 
     def forward_flops(self, start: int, count: int, logits: int) -> float:
         """FLOPs to process `count` tokens at positions start..start+count-1 (each attending to
-        position+1 keys) and compute `logits` rows of the unembedding."""
+        position+1 keys) and compute `logits` rows of the output head."""
         if count <= 0:
-            return 2.0 * self.d_model * self.vocab * max(logits, 0)
+            return 2.0 * self.d_model * self.head_width * max(logits, 0)
         # sum over positions p of (p + 1) keys = count*start + count*(count+1)/2
         keys = count * start + count * (count + 1) / 2
         return (
             2.0 * self.n_nonembed * count
             + 4.0 * self.n_layer * self.d_attn * keys
-            + 2.0 * self.d_model * self.vocab * logits
+            + 2.0 * self.d_model * self.head_width * logits
         )
 
 
@@ -102,6 +111,7 @@ class LedgerEntry:
     prompt_tokens: int
     cached_tokens: int
     generated_tokens: int
+    logit_rows: Optional[int] = None  # PRM / judge: output-head rows computed (None: every read position)
 
     @property
     def processed_tokens(self) -> int:
@@ -116,11 +126,13 @@ class Ledger:
     entries: list[LedgerEntry] = field(default_factory=list)
 
     def add(self, model: str, spec: FlopSpec, role: Role, prompt_tokens: int, cached_tokens: int = 0,
-            generated_tokens: int = 0) -> None:
+            generated_tokens: int = 0, logit_rows: Optional[int] = None) -> None:
         if cached_tokens > prompt_tokens or min(prompt_tokens, cached_tokens, generated_tokens) < 0:
             raise ValueError(f"bad token counts: prompt={prompt_tokens} cached={cached_tokens} generated={generated_tokens}")
+        if logit_rows is not None and logit_rows < 0:
+            raise ValueError(f"bad logit rows: {logit_rows}")
         self.specs.setdefault(model, spec)
-        self.entries.append(LedgerEntry(model, role, prompt_tokens, cached_tokens, generated_tokens))
+        self.entries.append(LedgerEntry(model, role, prompt_tokens, cached_tokens, generated_tokens, logit_rows))
 
     def extend(self, other: "Ledger") -> None:
         self.specs.update(other.specs)
@@ -135,9 +147,10 @@ class Ledger:
         if e.role == "policy":
             # the prompt's last position yields the first token's logits; each later one, one more
             return spec.forward_flops(e.cached_tokens, e.processed_tokens, e.generated_tokens)
-        # PRM / judge: one forward over the uncached path, logits at every position read
+        # PRM / judge: one forward over the uncached path; head rows only where the scores are read
         n = e.prompt_tokens - e.cached_tokens
-        return spec.forward_flops(e.cached_tokens, n, n) + spec.forward_flops(e.prompt_tokens, e.generated_tokens, e.generated_tokens)
+        rows = n if e.logit_rows is None else e.logit_rows
+        return spec.forward_flops(e.cached_tokens, n, rows) + spec.forward_flops(e.prompt_tokens, e.generated_tokens, e.generated_tokens)
 
     def flops(self, view: str) -> float:
         if view == "paper":

@@ -17,6 +17,7 @@ What the PRM side adds to the shared helpers:
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Literal
 
 from rebase.backends import loading
@@ -85,7 +86,15 @@ def load_model(cfg: PRMConfig, kind: Kind) -> Any:
 def flop_spec(model: Any) -> FlopSpec:
     cfg: Any = model.config
     cfg = cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
-    if model.get_output_embeddings() is None:
-        # a classification head replaces the unembedding: count the embedding matrix once only
-        cfg = {**cfg.to_dict(), "tie_word_embeddings": True}
-    return FlopSpec.from_hf_config(cfg, n_params=loading.count_params(model))
+    if model.get_output_embeddings() is not None:
+        return FlopSpec.from_hf_config(cfg, n_params=loading.count_params(model))
+    # a classification head replaces the unembedding: the embedding matrix counts once, and the
+    # head is priced per computed row (2 x d_model x labels), so its weights leave N
+    spec = FlopSpec.from_hf_config({**cfg.to_dict(), "tie_word_embeddings": True}, n_params=loading.count_params(model))
+    from reward_models.common import output_head
+
+    head = output_head(model)
+    if head is None:
+        return spec
+    head_params = sum(p.numel() for p in head.parameters())
+    return dataclasses.replace(spec, n_nonembed=spec.n_nonembed - head_params, head=int(head.out_features))

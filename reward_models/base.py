@@ -10,9 +10,11 @@ shorter list. Each PRM also reports the tokens it read, so the ledger can price 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import Optional, Protocol, runtime_checkable
+from typing import Any, Optional, Protocol, runtime_checkable
 
+from rebase.errors import PRMError
 from rebase.flops import FlopSpec
 
 
@@ -29,6 +31,7 @@ class ScoreResult:
     prompt_tokens: int  # tokens the PRM read for this path (ledger role "prm" or "judge")
     cached_tokens: int = 0
     generated_tokens: int = 0
+    head_rows: Optional[int] = None  # output-head rows computed for this path (None: one per score)
 
 
 @runtime_checkable
@@ -47,3 +50,30 @@ def step_tag_text(question: str, steps: list[str], tag: str) -> str:
     training data): "{question} {step 1}{tag}\\n{step 2}{tag}\\n...{step k}{tag}". A score is read
     at each tag token's position."""
     return question.strip() + " " + "\n".join(s.strip() + tag for s in steps)
+
+
+def score_checked(prm: PRM, requests: list[ScoreRequest]) -> list[ScoreResult]:
+    """`prm.score` with the protocol enforced for every strategy alike: one result per request and
+    exactly one finite score per step, else a PRMError naming the request's tag (e.g. the node)."""
+    if not requests:
+        return []
+    results = prm.score(requests)
+    if len(results) != len(requests):
+        raise PRMError(f"PRM {prm.name} returned {len(results)} results for {len(requests)} paths "
+                       f"({requests[0].tag or 'request 0'} ...)")
+    for i, (req, res) in enumerate(zip(requests, results)):
+        tag = req.tag or f"request {i}"
+        if len(res.scores) != len(req.steps):
+            raise PRMError(f"{tag}: PRM {prm.name} gave {len(res.scores)} scores for {len(req.steps)} steps")
+        bad = [k for k, x in enumerate(res.scores) if not math.isfinite(float(x))]
+        if bad:
+            raise PRMError(f"{tag}: PRM {prm.name} gave a non-finite score ({res.scores[bad[0]]}) for step "
+                           f"{bad[0] + 1} of {len(req.steps)}")
+    return results
+
+
+def book(ledger: Any, prm: PRM, res: ScoreResult) -> None:
+    """Record one scored path in a FLOP ledger: the tokens read and the head rows computed."""
+    rows = res.head_rows if res.head_rows is not None else len(res.scores)
+    ledger.add(prm.name, prm.flop_spec, prm.role, res.prompt_tokens, res.cached_tokens, res.generated_tokens,
+               logit_rows=rows)

@@ -80,6 +80,59 @@ def takes_logits_to_keep(model: Any) -> bool:
     return "logits_to_keep" in inspect.signature(model.forward).parameters
 
 
+def output_head(model: Any) -> Optional[Any]:
+    """The model's output head when it is one plain Linear on the base model's last hidden state
+    (a causal LM's unembedding, a token classifier's `score` / `classifier`): then the head can run
+    at the read positions alone. None for anything else (a remote-code head, logit soft-capping or
+    scaling), which then runs the whole forward."""
+    import torch
+
+    cfg = model.config
+    if getattr(cfg, "final_logit_softcapping", None) or getattr(cfg, "logit_scale", None) not in (None, 1, 1.0):
+        return None
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    if head is None:
+        head = getattr(model, "score", None) or getattr(model, "classifier", None)
+    base = getattr(model, "base_model", None)
+    if not isinstance(head, torch.nn.Linear) or base is None or base is model:
+        return None
+    return head
+
+
+def head_width(model: Any) -> int:
+    """Output rows per computed position: the vocabulary, or the labels of a classifier head."""
+    head = output_head(model)
+    return int(head.out_features) if head is not None else int(model.config.vocab_size)
+
+
+def _logits(model: Any, kw: dict[str, Any], rows: list[list[int]], keep: bool) -> list[Any]:
+    """Per batch row, the logits at its own positions `rows[r]`. With a plain head, the head runs
+    at exactly those positions (nothing else is computed, so the FLOP ledger can charge one head
+    row per read position); otherwise the full forward runs (`logits_to_keep` at the union of the
+    batch's positions when the model takes it)."""
+    import torch
+
+    head = output_head(model)
+    if head is not None:
+        hidden = model.base_model(**kw).last_hidden_state
+        flat = [(r, p) for r, ps in enumerate(rows) for p in ps]
+        picked = head(hidden[[r for r, _ in flat], [p for _, p in flat]]) if flat else None
+        out, k = [], 0
+        for ps in rows:
+            out.append(picked[k:k + len(ps)] if ps else torch.zeros(0))
+            k += len(ps)
+        return out
+    cols = None
+    if keep:
+        cols = sorted({p for ps in rows for p in ps})
+        kw["logits_to_keep"] = torch.tensor(cols or [0], dtype=torch.long, device=kw["input_ids"].device)
+    res = model(**kw)
+    logits = res.logits if hasattr(res, "logits") else res[0]
+    return [logits[r, torch.tensor([cols.index(p) for p in ps] if cols is not None else ps, dtype=torch.long,
+                                   device=logits.device)] if ps else torch.zeros(0)
+            for r, ps in enumerate(rows)]
+
+
 def forward_at(model: Any, seqs: list[list[int]], positions: list[list[int]], reduce: Reduce,
                pad_id: int, batch_tokens: int, keep: bool) -> list[Any]:
     """For each sequence, `reduce` of the float32 logits at its `positions`; returned in input order
@@ -97,21 +150,10 @@ def forward_at(model: Any, seqs: list[list[int]], positions: list[list[int]], re
             ids[r, : lengths[i]] = torch.tensor(seqs[i], dtype=torch.long)
             mask[r, : lengths[i]] = 1
         kw: dict[str, Any] = {"input_ids": ids.to(device), "attention_mask": mask.to(device)}
-        cols = None
-        if keep:
-            # the head runs only at the union of the batch's read positions
-            cols = sorted({p for i in batch for p in positions[i]})
-            kw["logits_to_keep"] = torch.tensor(cols or [0], dtype=torch.long, device=device)
         with torch.no_grad():
-            res = model(**kw)
-        logits = res.logits if hasattr(res, "logits") else res[0]
-        for r, i in enumerate(batch):
-            if not positions[i]:
-                out[i] = torch.zeros(0)
-                continue
-            where = [cols.index(p) for p in positions[i]] if cols is not None else positions[i]
-            rows = logits[r, torch.tensor(where, device=logits.device)].float()
-            out[i] = reduce(rows).reshape(-1).cpu()
+            got = _logits(model, kw, [positions[i] for i in batch], keep)
+        for i, rows in zip(batch, got):
+            out[i] = reduce(rows.float()).reshape(-1).cpu() if positions[i] else torch.zeros(0)
     return out
 
 
@@ -175,6 +217,14 @@ def readout(prm: Any, seqs: list[list[int]], positions: list[list[int]]) -> list
     return out
 
 
+def head_rows(positions: list[int], cached: int, length: int, plain_head: bool) -> int:
+    """Output-head rows computed for one sequence: its read positions past the cached prefix (the
+    scores inside it are stored), or every uncached position when the head is not a plain Linear."""
+    if plain_head:
+        return sum(p >= cached for p in positions)
+    return max(length - cached, 0)
+
+
 class MarkerPRM:
     """Base of the one-forward-per-path families (step_tag, mean_logit, token_classify): a path is
     rendered as text with a marker token after every step, and each marker position's output row
@@ -195,6 +245,8 @@ class MarkerPRM:
         self.flop_spec = flop_spec(self.model)
         self.max_length = max_length(self.model)
         self._keep = takes_logits_to_keep(self.model)
+        # the head runs at the marker positions alone when it is a plain Linear (output_head)
+        self._head = output_head(self.model) is not None
         self.scorer = make_scorer(self.model, self.tok, cfg, self._keep)
 
     def readout(self, seqs: list[list[int]], positions: list[list[int]]) -> list[tuple[Any, int]]:
@@ -223,5 +275,6 @@ class MarkerPRM:
             cut.append(truncated)
         got = self.readout(seqs, positions)
         return [ScoreResult(scores=check_scores(self.cfg, request_tag(r, i), got[i][0].tolist(), len(r.steps), cut[i]),
-                            prompt_tokens=len(seqs[i]), cached_tokens=got[i][1])
+                            prompt_tokens=len(seqs[i]), cached_tokens=got[i][1],
+                            head_rows=head_rows(positions[i], got[i][1], len(seqs[i]), self._head))
                 for i, r in enumerate(requests)]

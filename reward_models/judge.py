@@ -33,8 +33,9 @@ from typing import Any
 
 from rebase.config import PRMConfig
 from rebase.errors import BadInput
-from reward_models.common import (check_scores, left_truncate, make_scorer, max_length, readout, request_tag,
-                                  takes_logits_to_keep)
+from reward_models._hf import output_head
+from reward_models.common import (check_scores, head_rows, left_truncate, make_scorer, max_length, readout,
+                                  request_tag, takes_logits_to_keep)
 
 DEFAULT_PROMPT = (
     "You are checking a step-by-step solution to a math problem.\n\n"
@@ -122,11 +123,13 @@ class JudgePRM:
                 owner.append(i)
         got = readout(self, seqs, [[len(s) - 1] for s in seqs])
         raw: list[list[float]] = [[] for _ in requests]
-        tokens, cached = [0] * len(requests), [0] * len(requests)
+        tokens, cached, rows = [0] * len(requests), [0] * len(requests), [0] * len(requests)
+        plain = output_head(self.model) is not None
         for i, s, (g, c) in zip(owner, seqs, got):
             raw[i].extend(g.tolist())
             tokens[i] += len(s)
             cached[i] += c
+            rows[i] += head_rows([len(s) - 1], c, len(s), plain)  # one row per step prompt not read before
         return [ScoreResult(scores=check_scores(self.cfg, request_tag(r, i), raw[i], len(r.steps)),
-                            prompt_tokens=tokens[i], cached_tokens=cached[i])
+                            prompt_tokens=tokens[i], cached_tokens=cached[i], head_rows=rows[i])
                 for i, r in enumerate(requests)]

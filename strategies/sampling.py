@@ -14,7 +14,7 @@ from typing import Any, Optional
 from rebase.registry import STRATEGIES
 from rebase.tasks.grading import extract_answer
 from rebase.types import Candidate, GenerationRequest, Node, Problem, SearchResult
-from reward_models.base import ScoreRequest
+from reward_models.base import ScoreRequest, book, score_checked
 from strategies.base import SearchContext, Strategy, request_seed
 
 
@@ -31,22 +31,21 @@ def candidate_from_text(text: str, finish_reason: str, generated: int, ctx: Sear
 
 def score_candidates(problems: list[Problem], cands: list[list[Candidate]], ctx: SearchContext,
                      ledgers: list[Any]) -> list[list[int]]:
-    """Score every step of every candidate of every problem in ONE PRM call; returns the PRM tokens
-    read per candidate (0 for a candidate with no steps, which is never scored)."""
+    """Score every step of every candidate of every problem in ONE PRM call; returns (PRM tokens
+    read, PRM head rows computed) per candidate ((0, 0) for a candidate with no steps, which is
+    never scored). A wrong number of results or scores, or a non-finite score, is a PRMError naming
+    the sample, as in tree search."""
     reqs, where = [], []
     for pi, (p, cs) in enumerate(zip(problems, cands)):
         for ci, c in enumerate(cs):
             if c.steps:
                 reqs.append(ScoreRequest(p.question, c.steps, tag=f"problem {p.id} sample {ci}"))
                 where.append((pi, ci))
-    prm_tokens = [[0] * len(cs) for cs in cands]
-    if not reqs:
-        return prm_tokens
-    for (pi, ci), res in zip(where, ctx.prm.score(reqs)):
-        cands[pi][ci].step_scores = list(res.scores)
-        prm_tokens[pi][ci] = res.prompt_tokens
-        ledgers[pi].add(ctx.prm.name, ctx.prm.flop_spec, ctx.prm.role, res.prompt_tokens, res.cached_tokens,
-                        res.generated_tokens)
+    prm_tokens = [[(0, 0)] * len(cs) for cs in cands]
+    for (pi, ci), res in zip(where, score_checked(ctx.prm, reqs)):
+        cands[pi][ci].step_scores = [float(x) for x in res.scores]
+        prm_tokens[pi][ci] = (res.prompt_tokens, res.head_rows if res.head_rows is not None else len(res.scores))
+        book(ledgers[pi], ctx.prm, res)
     return prm_tokens
 
 
@@ -79,7 +78,7 @@ class NSample(Strategy):
                 cs.append(candidate_from_text(c.text, c.finish_reason, c.generated_tokens, ctx))
             cands.append(cs)
         do_score = (self.needs_prm if score is None else score) and ctx.prm is not None
-        prm_tokens = score_candidates(problems, cands, ctx, ledgers) if do_score else [[0] * len(cs) for cs in cands]
+        prm_tokens = score_candidates(problems, cands, ctx, ledgers) if do_score else [[(0, 0)] * len(cs) for cs in cands]
         results = []
         for p, led, comps, cs, pt in zip(problems, ledgers, outs, cands, prm_tokens):
             nodes = [Node(id=0, parent=None, depth=0, text="")]
@@ -89,7 +88,8 @@ class NSample(Strategy):
                                   step_scores=list(c.step_scores or []), finish_reason=comp.finish_reason,
                                   finished=c.finished, truncated=c.truncated, path_tokens=comp.generated_tokens))
             samples = [{"prompt_tokens": comp.prompt_tokens, "cached_tokens": comp.cached_tokens,
-                        "generated_tokens": comp.generated_tokens, "prm_tokens": t} for comp, t in zip(comps, pt)]
+                        "generated_tokens": comp.generated_tokens, "prm_tokens": t, "prm_head_rows": rows}
+                       for comp, (t, rows) in zip(comps, pt)]
             results.append(SearchResult(p.id, cs, led, nodes=nodes, info={"samples": samples}))
         return results
 

@@ -20,15 +20,14 @@ solution still has token budget is an ordinary (partial) step and the next step 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from rebase.errors import PRMError, RunFailure
+from rebase.errors import RunFailure
 from rebase.tasks.grading import extract_answer
 from rebase.flops import Ledger
 from rebase.types import Candidate, GenerationRequest, Node, Problem, SearchResult
-from reward_models.base import ScoreRequest
+from reward_models.base import ScoreRequest, book, score_checked
 from strategies.aggregators import reduce_scores
 from strategies.base import SearchContext, request_seed
 
@@ -162,13 +161,7 @@ def score(items: list[tuple[Tree, Node]], ctx: SearchContext, reward: str = "las
         raise ValueError("tree search needs a PRM (ctx.prm is None)")
     tags = [f"problem {t.problem.id} node {n.id}" for t, n in items]
     reqs = [ScoreRequest(question=t.problem.question, steps=t.steps(n), tag=tag) for (t, n), tag in zip(items, tags)]
-    results = prm.score(reqs)
-    if len(results) != len(reqs):
-        raise PRMError(f"PRM {prm.name} returned {len(results)} results for {len(reqs)} paths ({tags[0]} ...)")
-    for (tree, node), req, res, tag in zip(items, reqs, results, tags):
-        if len(res.scores) != len(req.steps) or not all(math.isfinite(x) for x in res.scores):
-            raise PRMError(f"{tag}: PRM {prm.name} gave {len(res.scores)} scores for {len(req.steps)} steps "
-                           f"(or a non-finite score): {res.scores}")
+    for (tree, node), res in zip(items, score_checked(prm, reqs)):
         node.step_scores = [float(x) for x in res.scores]
         node.reward = reduce_scores(node.step_scores, reward)
-        tree.ledger.add(prm.name, prm.flop_spec, prm.role, res.prompt_tokens, res.cached_tokens, res.generated_tokens)
+        book(tree.ledger, prm, res)

@@ -67,7 +67,7 @@ class FakeGenerator:
         rng = random.Random(f"{req.seed}:{i}")
         if self.script is not None:
             return self.script(req, i, rng)
-        prompt = len(req.prompt_token_ids or [])
+        prompt = len(req.prompt_token_ids if req.prompt_token_ids is not None else self.encode(req.prompt or ""))
         cached = prompt - 1 if self.cached and prompt else 0
         u = rng.random()
         length = rng.randint(1, self.max_len)
@@ -88,7 +88,8 @@ class FakeGenerator:
         self.calls += 1
         self.requests.append(list(requests))
         for r in requests:
-            assert r.prompt_token_ids is not None and r.max_tokens >= 1
+            # tree search sends token ids; whole-solution sampling sends the prompt text
+            assert (r.prompt_token_ids is not None or r.prompt) and r.max_tokens >= 1
         return [[self._sample(r, i) for i in range(r.n)] for r in requests]
 
 
@@ -96,15 +97,19 @@ class FakePRM:
     """Scores each step by a hash of (seed, question, step index, step text) in [0, 1).
     `fail_tag`: raise PRMError for the request with that tag; `short_tag`: return one score too
     few for it (a broken adapter), to check that strategies refuse to drop a child silently.
-    `fixed`: step text -> score, for tests that need known rewards."""
+    `fixed`: step text -> score, for tests that need known rewards. `break_first`: the first
+    request of the first call gets one score too few ("short"), a NaN score ("nan"), or no result
+    at all ("drop"), to check that every strategy refuses what a broken adapter returns."""
 
     def __init__(self, seed: int = 0, role: str = "prm", fail_tag: Optional[str] = None,
-                 short_tag: Optional[str] = None, fixed: Optional[dict[str, float]] = None):
+                 short_tag: Optional[str] = None, fixed: Optional[dict[str, float]] = None,
+                 break_first: Optional[str] = None):
         self.name = "fake-prm"
         self.role = role
         self.flop_spec = SPEC
         self.seed, self.fail_tag, self.short_tag = seed, fail_tag, short_tag
         self.fixed = dict(fixed or {})
+        self.break_first = break_first
         self.calls = 0
         self.requests: list[list[ScoreRequest]] = []
 
@@ -126,6 +131,10 @@ class FakePRM:
                 scores = scores[:-1]
             tokens = len(r.question) + sum(len(s) + 1 for s in r.steps)
             out.append(ScoreResult(scores=scores, prompt_tokens=tokens))
+        if self.break_first and self.calls == 1 and out:
+            if self.break_first == "drop":
+                return out[1:]
+            out[0].scores = out[0].scores[:-1] if self.break_first == "short" else [float("nan")] + out[0].scores[1:]
         return out
 
 

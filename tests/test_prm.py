@@ -186,17 +186,23 @@ def test_tag_inside_step_text_does_not_add_a_score(prms):
 
 
 def _nan_forward(model, monkeypatch, only_first=False):
-    orig = model.forward
+    """NaN logits from the output head (which runs at the read positions only): all of them, or
+    the first read position's row of a single-path call."""
+    from reward_models.common import output_head
 
-    def forward(*a, **kw):
-        out = orig(*a, **kw)
+    head = output_head(model)
+    assert head is not None  # the tiny models' heads are plain Linear layers
+    orig = head.forward
+
+    def forward(x):
+        out = orig(x)
         if only_first:
-            out.logits[:, 0] = float("nan")  # the first read position of each row
+            out[0] = float("nan")
         else:
-            out.logits.fill_(float("nan"))
+            out.fill_(float("nan"))
         return out
 
-    monkeypatch.setattr(model, "forward", forward)
+    monkeypatch.setattr(head, "forward", forward)
 
 
 @pytest.mark.parametrize("family", list(FAMILIES))
