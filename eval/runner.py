@@ -150,8 +150,6 @@ def pending(unit: Unit, model: str, dataset: str, problems: list, done: set) -> 
 
 def execute(cfg: RunConfig, out: Path, *, fresh: bool = False, progress: bool = True,
             ray_address: Optional[str] = None, use_ray: bool = False) -> dict[str, Any]:
-    from rebase.tasks.datasets import load_problems
-
     out = Path(out)
     prepare_out(out, cfg, fresh)
     lock = DirLock(out)

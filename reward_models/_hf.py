@@ -18,7 +18,7 @@ What the PRM side adds to the shared helpers:
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Literal
+from typing import Any, Literal, Optional
 
 from rebase.backends import loading
 from rebase.config import PRMConfig
@@ -83,6 +83,25 @@ def load_model(cfg: PRMConfig, kind: Kind) -> Any:
     return model.to(dev).eval()
 
 
+def output_head(model: Any) -> Optional[Any]:
+    """The model's output head when it is one plain Linear on the base model's last hidden state
+    (a causal LM's unembedding, a token classifier's `score` / `classifier`): then the head can run
+    at the read positions alone. None for anything else (a remote-code head, logit soft-capping or
+    scaling), which then runs the whole forward."""
+    import torch
+
+    cfg = model.config
+    if getattr(cfg, "final_logit_softcapping", None) or getattr(cfg, "logit_scale", None) not in (None, 1, 1.0):
+        return None
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    if head is None:
+        head = getattr(model, "score", None) or getattr(model, "classifier", None)
+    base = getattr(model, "base_model", None)
+    if not isinstance(head, torch.nn.Linear) or base is None or base is model:
+        return None
+    return head
+
+
 def flop_spec(model: Any) -> FlopSpec:
     cfg: Any = model.config
     cfg = cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
@@ -91,8 +110,6 @@ def flop_spec(model: Any) -> FlopSpec:
     # a classification head replaces the unembedding: the embedding matrix counts once, and the
     # head is priced per computed row (2 x d_model x labels), so its weights leave N
     spec = FlopSpec.from_hf_config({**cfg.to_dict(), "tie_word_embeddings": True}, n_params=loading.count_params(model))
-    from reward_models.common import output_head
-
     head = output_head(model)
     if head is None:
         return spec

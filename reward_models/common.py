@@ -80,37 +80,14 @@ def takes_logits_to_keep(model: Any) -> bool:
     return "logits_to_keep" in inspect.signature(model.forward).parameters
 
 
-def output_head(model: Any) -> Optional[Any]:
-    """The model's output head when it is one plain Linear on the base model's last hidden state
-    (a causal LM's unembedding, a token classifier's `score` / `classifier`): then the head can run
-    at the read positions alone. None for anything else (a remote-code head, logit soft-capping or
-    scaling), which then runs the whole forward."""
-    import torch
-
-    cfg = model.config
-    if getattr(cfg, "final_logit_softcapping", None) or getattr(cfg, "logit_scale", None) not in (None, 1, 1.0):
-        return None
-    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
-    if head is None:
-        head = getattr(model, "score", None) or getattr(model, "classifier", None)
-    base = getattr(model, "base_model", None)
-    if not isinstance(head, torch.nn.Linear) or base is None or base is model:
-        return None
-    return head
-
-
-def head_width(model: Any) -> int:
-    """Output rows per computed position: the vocabulary, or the labels of a classifier head."""
-    head = output_head(model)
-    return int(head.out_features) if head is not None else int(model.config.vocab_size)
-
-
 def _logits(model: Any, kw: dict[str, Any], rows: list[list[int]], keep: bool) -> list[Any]:
     """Per batch row, the logits at its own positions `rows[r]`. With a plain head, the head runs
     at exactly those positions (nothing else is computed, so the FLOP ledger can charge one head
     row per read position); otherwise the full forward runs (`logits_to_keep` at the union of the
     batch's positions when the model takes it)."""
     import torch
+
+    from reward_models._hf import output_head
 
     head = output_head(model)
     if head is not None:
@@ -245,6 +222,8 @@ class MarkerPRM:
         self.flop_spec = flop_spec(self.model)
         self.max_length = max_length(self.model)
         self._keep = takes_logits_to_keep(self.model)
+        from reward_models._hf import output_head
+
         # the head runs at the marker positions alone when it is a plain Linear (output_head)
         self._head = output_head(self.model) is not None
         self.scorer = make_scorer(self.model, self.tok, cfg, self._keep)

@@ -39,7 +39,7 @@ def generator(tiny_dir, tmp_path_factory):
 
 
 def search_measured(strategy: str, generator, prm, budget: int):
-    from eval.prompts import PromptFormat
+    from rebase.tasks.prompts import PromptFormat
     from rebase.flop_count import flop_counter
     from rebase.registry import STRATEGIES
     from strategies.base import SearchContext

@@ -188,7 +188,7 @@ def test_tag_inside_step_text_does_not_add_a_score(prms):
 def _nan_forward(model, monkeypatch, only_first=False):
     """NaN logits from the output head (which runs at the read positions only): all of them, or
     the first read position's row of a single-path call."""
-    from reward_models.common import output_head
+    from reward_models._hf import output_head
 
     head = output_head(model)
     assert head is not None  # the tiny models' heads are plain Linear layers
