@@ -102,6 +102,34 @@ def output_head(model: Any) -> Optional[Any]:
     return head
 
 
+def logits_at(model: Any, kw: dict[str, Any], rows: list[list[int]], keep: bool) -> list[Any]:
+    """Per batch row, the logits at its own positions `rows[r]`. With a plain head, the head runs
+    at exactly those positions (nothing else is computed, so the FLOP ledger can charge one head
+    row per read position); otherwise the full forward runs (`logits_to_keep` at the union of the
+    batch's positions when the model takes it)."""
+    import torch
+
+    head = output_head(model)
+    if head is not None:
+        hidden = model.base_model(**kw).last_hidden_state
+        flat = [(r, p) for r, ps in enumerate(rows) for p in ps]
+        picked = head(hidden[[r for r, _ in flat], [p for _, p in flat]]) if flat else None
+        out, k = [], 0
+        for ps in rows:
+            out.append(picked[k:k + len(ps)] if ps else torch.zeros(0))
+            k += len(ps)
+        return out
+    cols = None
+    if keep:
+        cols = sorted({p for ps in rows for p in ps})
+        kw["logits_to_keep"] = torch.tensor(cols or [0], dtype=torch.long, device=kw["input_ids"].device)
+    res = model(**kw)
+    logits = res.logits if hasattr(res, "logits") else res[0]
+    return [logits[r, torch.tensor([cols.index(p) for p in ps] if cols is not None else ps, dtype=torch.long,
+                                   device=logits.device)] if ps else torch.zeros(0)
+            for r, ps in enumerate(rows)]
+
+
 def flop_spec(model: Any) -> FlopSpec:
     cfg: Any = model.config
     cfg = cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg

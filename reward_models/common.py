@@ -80,41 +80,13 @@ def takes_logits_to_keep(model: Any) -> bool:
     return "logits_to_keep" in inspect.signature(model.forward).parameters
 
 
-def _logits(model: Any, kw: dict[str, Any], rows: list[list[int]], keep: bool) -> list[Any]:
-    """Per batch row, the logits at its own positions `rows[r]`. With a plain head, the head runs
-    at exactly those positions (nothing else is computed, so the FLOP ledger can charge one head
-    row per read position); otherwise the full forward runs (`logits_to_keep` at the union of the
-    batch's positions when the model takes it)."""
-    import torch
-
-    from reward_models._hf import output_head
-
-    head = output_head(model)
-    if head is not None:
-        hidden = model.base_model(**kw).last_hidden_state
-        flat = [(r, p) for r, ps in enumerate(rows) for p in ps]
-        picked = head(hidden[[r for r, _ in flat], [p for _, p in flat]]) if flat else None
-        out, k = [], 0
-        for ps in rows:
-            out.append(picked[k:k + len(ps)] if ps else torch.zeros(0))
-            k += len(ps)
-        return out
-    cols = None
-    if keep:
-        cols = sorted({p for ps in rows for p in ps})
-        kw["logits_to_keep"] = torch.tensor(cols or [0], dtype=torch.long, device=kw["input_ids"].device)
-    res = model(**kw)
-    logits = res.logits if hasattr(res, "logits") else res[0]
-    return [logits[r, torch.tensor([cols.index(p) for p in ps] if cols is not None else ps, dtype=torch.long,
-                                   device=logits.device)] if ps else torch.zeros(0)
-            for r, ps in enumerate(rows)]
-
-
 def forward_at(model: Any, seqs: list[list[int]], positions: list[list[int]], reduce: Reduce,
                pad_id: int, batch_tokens: int, keep: bool) -> list[Any]:
     """For each sequence, `reduce` of the float32 logits at its `positions`; returned in input order
     as 1-D CPU tensors. `keep`: the model accepts `logits_to_keep` (a causal LM head)."""
     import torch
+
+    from reward_models._hf import logits_at
 
     device = next(model.parameters()).device
     out: list[Any] = [None] * len(seqs)
@@ -128,7 +100,7 @@ def forward_at(model: Any, seqs: list[list[int]], positions: list[list[int]], re
             mask[r, : lengths[i]] = 1
         kw: dict[str, Any] = {"input_ids": ids.to(device), "attention_mask": mask.to(device)}
         with torch.no_grad():
-            got = _logits(model, kw, [positions[i] for i in batch], keep)
+            got = logits_at(model, kw, [positions[i] for i in batch], keep)
         for i, rows in zip(batch, got):
             out[i] = reduce(rows.float()).reshape(-1).cpu() if positions[i] else torch.zeros(0)
     return out

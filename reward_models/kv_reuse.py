@@ -32,6 +32,7 @@ import torch
 from rebase.backends.hf_cache import KVEntry, PrefixKVCache
 from rebase.backends.hf_decode import prefill_buckets
 from rebase.backends.hf_kv import SlabLayer
+from reward_models._hf import logits_at
 
 Reduce = Callable[[torch.Tensor], torch.Tensor]
 
@@ -131,17 +132,11 @@ class IncrementalScorer:
         cache = self._cache(batch, width, tail)
         kw: dict[str, Any] = dict(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
                                   position_ids=pos.to(self.device), past_key_values=cache, use_cache=True)
-        cols = sorted({c for row in reads for _, c in row})
-        if self.keep:  # the head runs only where a score is read
-            kw["logits_to_keep"] = torch.tensor(cols or [tail - 1], dtype=torch.long, device=self.device)
-        with torch.no_grad():
-            res = self.model(**kw)
-        logits = res.logits if hasattr(res, "logits") else res[0]
-        where = {c: k for k, c in enumerate(cols)} if self.keep else None
+        with torch.no_grad():  # the head runs only where a score is read (reward_models/_hf.py)
+            got = logits_at(self.model, kw, [[c for _, c in row] for row in reads], self.keep)
         for r, (j, row) in enumerate(zip(batch, reads)):
             if row:
-                idx = [where[c] if where is not None else c for _, c in row]
-                vals = reduce(logits[r, torch.tensor(idx, device=logits.device)].float()).reshape(-1).cpu().tolist()
+                vals = reduce(got[r].float()).reshape(-1).cpu().tolist()
                 scores[j.index].update({p: v for (p, _), v in zip(row, vals)})
             self._keep_kv(j, cache, r, mask[r], scores[j.index])
 

@@ -73,10 +73,14 @@ def test_total_view_matches_flop_counter(tiny_dir, generator, family):
 
 
 def test_total_view_matches_flop_counter_in_tree_search(tiny_dir, generator):
-    """REBASE re-reads each path per depth and the policy extends parents: the same agreement."""
+    """REBASE scores each child's path, which extends its parent's: the same agreement."""
     prm = make(tiny_dir, "step_tag", batch_tokens=1)
     ledger, measured = search_measured("rebase", generator, prm, budget=3)
-    assert sum(e.role == "prm" for e in ledger.entries) >= 3
+    prm_entries = [e for e in ledger.entries if e.role == "prm"]
+    assert len(prm_entries) >= 3
+    # with kv_reuse (the default) a child's path is read on its parent's cached KV: the cached
+    # tokens and the head rows of stored scores are free, in the ledger as in the measurement
+    assert sum(e.cached_tokens for e in prm_entries) > 0
     print(f"rebase/step_tag: ledger total / measured = {ledger.flops('total') / measured:.5f}")
     assert ledger.flops("total") == pytest.approx(measured, rel=0.005)
 
