@@ -19,17 +19,16 @@ REBASE_RAY_OBJECT_STORE_MB (default 256). docs/CLUSTER.md has the cluster side.
 
 from __future__ import annotations
 
-import gc
 import logging
 import os
 import shutil
 import sys
 import tempfile
-from types import SimpleNamespace
 from typing import Any, Optional
 
 from rebase.config import ModelConfig, RunConfig
 from rebase.errors import BadInput
+from eval.engines import Engines
 from eval.plan import Unit
 from eval.store import JsonlAppender, RecordStore
 
@@ -66,54 +65,37 @@ def plan_actors(resources: dict[str, float], requested: Optional[int]) -> tuple[
     return n, {"num_cpus": min(1.0, cpus / n)}
 
 
-class _Unloaded:
-    """Stands in for a generator that never loaded, so failure records still have their shape."""
-
-    def __init__(self, model: ModelConfig):
-        self.flop_spec = SimpleNamespace(n_params=model.params)
-
-
 def failure_records(cfg: RunConfig, model: ModelConfig, unit: Unit, problems: list, msg: str,
-                    worker: Any = None) -> tuple[list[dict], list[dict], list[str]]:
-    """The (records, tree lines, failures) that Worker.run returns for problems that failed."""
+                    engines: Optional[Engines] = None) -> tuple[list[dict], list[dict], list[str]]:
+    """The (records, tree lines, failures) that Worker.run returns for problems that failed; never
+    triggers a model load (without a loaded model the records carry the config's `params`)."""
     from eval.worker import Worker
 
-    if worker is None or worker._generator is None:  # never trigger a model load just to fail
-        worker = Worker(cfg, model, generator=_Unloaded(model))
-    recs = [r for p in problems for r in worker._failed(unit, p, msg)]
+    worker = Worker(cfg, model, engines if engines is not None else Engines(cfg))
+    recs = [r for p in problems for r in worker.failed_records(unit, p, msg)]
     return recs, [], [f"{p.id}: {msg}" for p in problems]
 
 
 class SweepActor:
-    """Runs inside a Ray worker process: a Worker for the current model; the PRM is kept across
-    models, as in the single-process runner. Never raises for a batch: errors become records."""
+    """Runs inside a Ray worker process with its own Engines: the policy of the current model and
+    the PRM, kept across models as in the single-process runner. Never raises for a batch: errors
+    become records."""
 
     def __init__(self, cfg: RunConfig):
         self.cfg = cfg
-        self.worker: Any = None
-
-    def _use(self, model: ModelConfig) -> Any:
-        from eval.worker import Worker
-
-        if self.worker is not None and self.worker.model == model:
-            return self.worker
-        prm = None
-        if self.worker is not None:
-            prm = self.worker._prm
-            self.worker.close()
-            self.worker = None
-            gc.collect()  # free the old policy before the next one loads
-        self.worker = Worker(self.cfg, model, prm=prm)
-        return self.worker
+        self.engines = Engines(cfg)
 
     def run(self, model: ModelConfig, unit: Unit, problems: list) -> tuple[list[dict], list[dict], list[str]]:
-        worker = None
+        from eval.worker import Worker
+
         try:
-            worker = self._use(model)
-            return worker.run(unit, problems)
+            return Worker(self.cfg, model, self.engines).run(unit, problems)
         except Exception as e:  # noqa: BLE001 - e.g. the model fails to load: record it, keep the actor
             msg = f"{type(e).__name__}: {e}".splitlines()[0][:500]
-            return failure_records(self.cfg, model, unit, problems, msg, worker)
+            return failure_records(self.cfg, model, unit, problems, msg, self.engines)
+
+    def close(self) -> None:
+        self.engines.close()
 
 
 def _connect(ray: Any, address: Optional[str], cfg: RunConfig) -> Optional[str]:
@@ -157,6 +139,10 @@ def run_on_ray(cfg: RunConfig, out: Any, work: list, store: RecordStore, ray_add
         return _dispatch(ray, actors, cfg, out, work, store, progress)
     finally:
         for a in actors:
+            try:  # close the actor's engines (a vLLM engine has child processes of its own)
+                ray.get(a.close.remote(), timeout=60)
+            except Exception:  # noqa: BLE001 - a dead actor has nothing left to close
+                pass
             ray.kill(a)  # frees GPUs at once when the session outlives this sweep
         if owned:
             ray.shutdown()

@@ -23,6 +23,7 @@ from typing import Any, Optional
 from rebase.config import RunConfig, config_hash
 from rebase.errors import BadInput
 from rebase.secrets import redact_url
+from eval.engines import Engines
 from eval.fingerprint import check_problems, first_difference, fingerprint, merged, show
 from eval.outdir import LOCK_NAME, DirLock, check_tree, inside, tree_path
 from eval.plan import Unit, plan_units
@@ -172,25 +173,27 @@ def _execute(cfg: RunConfig, out: Path, lock: DirLock, fresh: bool, progress: bo
     # read what is done without creating anything: nothing may be written before the checks pass
     fp = check_resume(out, cfg, problems)
     work = pending_work(cfg, out, units, problems)
-    # load the first policy and the PRM now: a bad PRM tag or an unloadable model directory is a
-    # BadInput that must come before config.json / results.jsonl exist
-    first = None if use_ray or not work else preload(cfg, work)
-    if not lock.held:  # a new directory: make it, lock it, and look again (another run may have raced us)
-        out.mkdir(parents=True, exist_ok=True)
-        lock.acquire()
-        prepare_out(out, cfg, fresh)
-        fp = check_resume(out, cfg, problems)
-        work = pending_work(cfg, out, units, problems)
-    write_config(out, cfg, fp)
-    store = RecordStore(inside(out, "results.jsonl"))
-    if cfg.save_trees:
-        prune_trees(out, work)
-    if use_ray:
-        from eval.distributed import run_on_ray
+    with Engines(cfg) as engines:  # closes the policy and the PRM, also after an error
+        # load the first policy and the PRM now: a bad PRM tag or an unloadable model directory is
+        # a BadInput that must come before config.json / results.jsonl exist
+        if work and not use_ray:
+            preload(cfg, work, engines)
+        if not lock.held:  # a new directory: make it, lock it, and look again (another run may have raced us)
+            out.mkdir(parents=True, exist_ok=True)
+            lock.acquire()
+            prepare_out(out, cfg, fresh)
+            fp = check_resume(out, cfg, problems)
+            work = pending_work(cfg, out, units, problems)
+        write_config(out, cfg, fp)
+        store = RecordStore(inside(out, "results.jsonl"))
+        if cfg.save_trees:
+            prune_trees(out, work)
+        if use_ray:
+            from eval.distributed import run_on_ray
 
-        new, failures = run_on_ray(cfg, out, work, store, ray_address, progress)
-    else:
-        new, failures = run_local(cfg, out, work, store, progress, first)
+            new, failures = run_on_ray(cfg, out, work, store, ray_address, progress)
+        else:
+            new, failures = run_local(cfg, out, work, store, progress, engines)
     recs = store.load()
     good = [r for r in recs.values() if not r.get("error")]
     return {"out": str(out), "records": len(recs), "new_records": new, "failed": len(failures),
@@ -205,15 +208,12 @@ def pending_work(cfg: RunConfig, out: Path, units: list, problems: list) -> list
     return [(m, u, ps) for m, u, ps in work if ps]
 
 
-def preload(cfg: RunConfig, work: list) -> Any:
-    """A Worker for the first model with work, its generator and (when any unit needs it) the PRM
-    loaded; load-time problems become BadInput naming the config key."""
-    from eval.worker import Worker
-
+def preload(cfg: RunConfig, work: list, engines: Engines) -> None:
+    """Load the first model with work and (when any unit needs it) the PRM into `engines`;
+    load-time problems become BadInput naming the config key."""
     i, model = next((i, m) for i, m in enumerate(cfg.models) if any(w[0] is m for w in work))
-    worker = Worker(cfg, model)
     try:
-        worker.generator
+        engines.generator(model)
     except BadInput as e:
         msg = str(e)
         raise BadInput(msg if msg.startswith("models.") else f"models.{i}: {msg}") from None
@@ -221,13 +221,12 @@ def preload(cfg: RunConfig, work: list) -> Any:
         raise BadInput(f"models.{i}.path: cannot load '{model.path}' ({_first_line(e)})") from None
     if any(u.needs_prm for _, u, _ in work):
         try:
-            worker.prm()
+            engines.prm()
         except BadInput as e:
             msg = str(e)
             raise BadInput(msg if msg.startswith("prm") else f"prm: {msg}") from None
         except (OSError, ValueError) as e:
             raise BadInput(f"prm.path: cannot load '{cfg.prm.path}' ({_first_line(e)})") from None
-    return worker
 
 
 def _first_line(e: BaseException) -> str:
@@ -268,7 +267,7 @@ def prune_trees(out: Path, work: list) -> None:
 
 
 def run_local(cfg: RunConfig, out: Path, work: list, store: RecordStore, progress: bool,
-              first: Any = None) -> tuple[int, list[str]]:
+              engines: Engines) -> tuple[int, list[str]]:
     from tqdm import tqdm
 
     from eval.worker import Worker
@@ -276,15 +275,11 @@ def run_local(cfg: RunConfig, out: Path, work: list, store: RecordStore, progres
     total = sum(len(ps) for _, _, ps in work)
     bar = tqdm(total=total, desc="problems", unit="prob", disable=not progress, file=sys.stderr)
     new, failures = 0, []
-    prm = None
-    for model in cfg.models:
+    for model in cfg.models:  # the engines swap the policy between models and keep the PRM
         mine = [(u, ps) for m, u, ps in work if m is model]
         if not mine:
             continue
-        if first is not None and first.model is model:
-            worker, first = first, None
-        else:
-            worker = Worker(cfg, model, prm=prm)
+        worker = Worker(cfg, model, engines)
         for unit, ps in mine:
             trees = JsonlAppender(tree_path(out, model.name, unit.label)) if cfg.save_trees else None
             for i in range(0, len(ps), cfg.batch_problems):
@@ -295,7 +290,5 @@ def run_local(cfg: RunConfig, out: Path, work: list, store: RecordStore, progres
                 new += store.append(recs)
                 failures += fails
                 bar.update(len(batch))
-        prm = worker._prm  # the PRM is shared by every policy model
-        worker.close()
     bar.close()
     return new, failures

@@ -12,8 +12,9 @@ import time
 from typing import Any, Optional
 
 from rebase.config import ModelConfig, RunConfig
-from rebase.registry import BACKENDS, PRM_FAMILIES, STRATEGIES
+from rebase.registry import STRATEGIES
 from rebase.types import Problem, SearchResult
+from eval.engines import Engines
 from eval.plan import Output, Unit
 from eval.records import problem_hash
 from rebase.tasks.prompts import PromptFormat
@@ -22,27 +23,21 @@ from strategies.base import SearchContext
 
 
 class Worker:
-    def __init__(self, cfg: RunConfig, model: ModelConfig, generator: Any = None, prm: Any = None):
+    """Runs units for one policy model on the engines it is given (it never closes them: the
+    Engines' owner does)."""
+
+    def __init__(self, cfg: RunConfig, model: ModelConfig, engines: Engines):
         self.cfg = cfg
         self.model = model
+        self.engines = engines
         self.prompts = PromptFormat.from_config(cfg.dataset.name, cfg.prompt)
-        self._generator = generator
-        self._prm = prm
 
     @property
     def generator(self) -> Any:
-        if self._generator is None:
-            self._generator = BACKENDS.get(self.model.backend)(self.model)
-        return self._generator
+        return self.engines.generator(self.model)
 
     def prm(self) -> Optional[Any]:
-        if self._prm is None and self.cfg.prm is not None:
-            self._prm = PRM_FAMILIES.get(self.cfg.prm.family)(self.cfg.prm)
-        return self._prm
-
-    def close(self) -> None:
-        if self._generator is not None and hasattr(self._generator, "close"):
-            self._generator.close()
+        return self.engines.prm()
 
     # -- running ---------------------------------------------------------------------------------
     def _context(self, unit: Unit) -> SearchContext:
@@ -69,7 +64,7 @@ class Worker:
         except Exception as e:  # noqa: BLE001 - isolate the failing problem(s), keep the rest
             if len(problems) == 1:
                 msg = f"{type(e).__name__}: {e}".splitlines()[0][:500]
-                return self._failed(unit, problems[0], msg), [], [f"{problems[0].id}: {msg}"]
+                return self.failed_records(unit, problems[0], msg), [], [f"{problems[0].id}: {msg}"]
             recs, trees, fails = [], [], []
             for p in problems:
                 r, t, f = self.run(unit, [p])
@@ -87,11 +82,12 @@ class Worker:
     def _base(self, out: Output, unit: Unit, p: Problem) -> dict[str, Any]:
         return {"model": self.model.name, "dataset": self.cfg.dataset.name, "problem_id": p.id,
                 "strategy": out.strategy, "aggregator": out.aggregator, "budget": out.budget, "seed": unit.seed,
-                "model_params": self.generator.flop_spec.n_params, "problem_hash": problem_hash(p.question, p.gold),
+                "model_params": self.engines.n_params(self.model), "problem_hash": problem_hash(p.question, p.gold),
                 "level": p.level, "reduction": out.reduction,
                 "gold": p.gold, "error": None}
 
-    def _failed(self, unit: Unit, p: Problem, msg: str) -> list[dict]:
+    def failed_records(self, unit: Unit, p: Problem, msg: str) -> list[dict]:
+        """The records of a problem that failed: zero cost, no answer, `error` set."""
         zeros = dict.fromkeys(("policy_prompt_tokens", "policy_cached_tokens", "policy_generated_tokens",
                                "prm_tokens", "flops_paper", "flops_policy", "flops_total", "wall_s"), 0)
         return [{**self._base(o, unit, p), **zeros, "answer": None, "correct": 0.0, "n_candidates": 0,
@@ -109,7 +105,7 @@ class Worker:
             rec = self._base(o, unit, p)
             if unit.pool:
                 rec.update(derive(res, o.budget, o.aggregator, o.reduction, self.cfg.include_truncated, grade_p,
-                                  self.generator, self._prm, (unit.seed, p.id)))
+                                  self.generator, self.engines.loaded_prm, (unit.seed, p.id)))
                 rec["wall_s"] = wall * o.budget / unit.budget
             else:
                 res_o, wall_o = res, wall

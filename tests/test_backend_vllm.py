@@ -191,6 +191,7 @@ def test_same_config_runs_on_vllm_and_transformers(vllm_gen, vllm_model_dir, tin
     from rebase.tasks.datasets import load_problems
     from eval.plan import plan_units
     from eval.records import FIELDS
+    from eval.engines import Engines
     from eval.worker import Worker
     from rebase.config import RunConfig
 
@@ -203,8 +204,11 @@ def test_same_config_runs_on_vllm_and_transformers(vllm_gen, vllm_model_dir, tin
         "sampling": {"max_tokens": 48, "max_step_tokens": 12, "max_depth": 4},
     })
     problems = load_problems(cfg.dataset)
-    hf = Worker(cfg, cfg.models[0])
-    vl = Worker(cfg, cfg.models[0], generator=vllm_gen, prm=hf.prm())
+    hf_engines = Engines(cfg)
+    hf = Worker(cfg, cfg.models[0], hf_engines)
+    vl_engines = Engines(cfg, prm=hf.prm())
+    vl_engines.install(cfg.models[0], vllm_gen)
+    vl = Worker(cfg, cfg.models[0], vl_engines)
     for unit in plan_units(cfg):
         for worker in (hf, vl):
             recs, trees, fails = worker.run(unit, problems)

@@ -1,6 +1,10 @@
 """The layer rule (docs/ARCHITECTURE.md): imports only go DOWN, never sideways into another
 package's privates, and no two modules import each other.
 
+Private names stay private: `obj._name` is read or written only on `self` / `cls`, on the module's
+own functions and classes, or on third-party objects (torch internals, say); another module's
+object is reached through its public methods.
+
 Layers, bottom to top (a module may import its own group and any group of a lower layer):
 
     0  core        rebase/*.py, rebase/demo        types, errors, ledger, registry, config, plugins
@@ -153,6 +157,49 @@ def import_cycles() -> list[list[str]]:
         if v not in index:
             visit(v)
     return out
+
+
+def _root(node: ast.AST) -> ast.AST:
+    while isinstance(node, (ast.Attribute, ast.Subscript, ast.Call)):
+        node = node.func if isinstance(node, ast.Call) else node.value
+    return node
+
+
+def private_reach(path: Path, source: str | None = None) -> list[str]:
+    """`x._name` where x is not self/cls, not defined in this module and not a third-party object."""
+    tree = ast.parse(source if source is not None else path.read_text(encoding="utf-8"))
+    own = {"self", "cls"}
+    external: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            own.add(node.name)
+        elif isinstance(node, ast.Import):
+            external |= {(a.asname or a.name).split(".")[0] for a in node.names if a.name.split(".")[0] not in PACKAGES}
+        elif isinstance(node, ast.ImportFrom) and not node.level and (node.module or "").split(".")[0] not in PACKAGES:
+            external |= {a.asname or a.name for a in node.names}
+    for node in ast.walk(tree):  # names bound to third-party objects: aten = torch.ops.aten
+        if isinstance(node, ast.Assign) and isinstance(_root(node.value), ast.Name) and _root(node.value).id in external:
+            external |= {t.id for t in node.targets if isinstance(t, ast.Name)}
+    bad = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and is_private(node.attr):
+            root = _root(node.value)
+            if isinstance(root, ast.Name) and (root.id in own or root.id in external):
+                continue
+            bad.append(f"{path.relative_to(ROOT)}:{node.lineno}: private attribute {ast.unparse(node)}")
+    return bad
+
+
+def test_no_private_reach_across_objects():
+    bad = [b for path in MODULES.values() for b in private_reach(path)]
+    assert not bad, "reach into another object's private names:\n" + "\n".join(bad)
+
+
+def test_private_reach_is_caught():
+    path = ROOT / "eval" / "runner.py"
+    assert private_reach(path, "def f(worker):\n    return worker._prm\n")
+    assert not private_reach(path, "import torch\naten = torch.ops.aten\nx = aten._foo\n")
+    assert not private_reach(path, "class A:\n    def f(self):\n        return self._x\n")
 
 
 def test_every_module_is_in_a_layer():
