@@ -160,7 +160,7 @@ def readout(prm: Any, seqs: list[list[int]], positions: list[list[int]]) -> list
         got = prm.scorer.run(sub_s, sub_p, prm.reduce)
     else:
         got = [(g, 0) for g in forward_at(prm.model, sub_s, sub_p, prm.reduce, prm.tok.pad_token_id,
-                                           prm.cfg.batch_tokens, prm._keep)]
+                                           prm.cfg.batch_tokens, prm.keeps_logits)]
     for i, g in zip(live, got):
         out[i] = g
     return out
@@ -193,12 +193,12 @@ class MarkerPRM:
         self.model = load_model(cfg, kind)  # type: ignore[arg-type]
         self.flop_spec = flop_spec(self.model)
         self.max_length = max_length(self.model)
-        self._keep = takes_logits_to_keep(self.model)
+        self.keeps_logits = takes_logits_to_keep(self.model)
         from reward_models._hf import output_head
 
         # the head runs at the marker positions alone when it is a plain Linear (output_head)
         self._head = output_head(self.model) is not None
-        self.scorer = make_scorer(self.model, self.tok, cfg, self._keep)
+        self.scorer = make_scorer(self.model, self.tok, cfg, self.keeps_logits)
 
     def readout(self, seqs: list[list[int]], positions: list[list[int]]) -> list[tuple[Any, int]]:
         return readout(self, seqs, positions)

@@ -87,8 +87,8 @@ class JudgePRM:
         self.model = load_model(cfg, "causal")
         self.flop_spec = flop_spec(self.model)
         self.max_length = max_length(self.model)
-        self._keep = takes_logits_to_keep(self.model)
-        self.scorer = make_scorer(self.model, self.tok, cfg, self._keep)
+        self.keeps_logits = takes_logits_to_keep(self.model)
+        self.scorer = make_scorer(self.model, self.tok, cfg, self.keeps_logits)
 
     def prompt(self, question: str, steps: list[str], k: int) -> str:
         """The text that asks about step k (0-based) of `steps`."""
