@@ -31,7 +31,9 @@ def subsets(n: int, k: int, rng: random.Random, max_subsets: int = 64) -> list[t
 
 def subset_ledger(result: SearchResult, idx: tuple[int, ...], policy: Any, prm: Optional[Any]) -> Ledger:
     """The ledger of a k-sample request made of pool samples `idx`: the first pays the prompt's
-    prefill (with whatever prefix cache hit the pool's first sample had), the rest share it."""
+    prefill (with whatever prefix cache hit the pool's first sample had), the rest share it. The
+    PRM likewise: the first candidate read pays what the pool's first one paid, each other one what
+    it paid in the pool (its prefix-cache hit, normally the question, which any k-subset shares too)."""
     samples = result.info["samples"]
     led = Ledger()
     first = samples[0]
@@ -40,7 +42,9 @@ def subset_ledger(result: SearchResult, idx: tuple[int, ...], policy: Any, prm: 
         cached = first["cached_tokens"] if j == 0 else s["prompt_tokens"]
         led.add(policy.name, policy.flop_spec, "policy", s["prompt_tokens"], cached, s["generated_tokens"])
         if prm is not None and s["prm_tokens"]:
-            led.add(prm.name, prm.flop_spec, prm.role, s["prm_tokens"], 0, 0, logit_rows=s.get("prm_head_rows"))
+            prm_cached = (first if j == 0 else s).get("prm_cached_tokens", 0)
+            led.add(prm.name, prm.flop_spec, prm.role, s["prm_tokens"], min(prm_cached, s["prm_tokens"]), 0,
+                    logit_rows=s.get("prm_head_rows"))
     return led
 
 

@@ -32,8 +32,8 @@ def candidate_from_text(text: str, finish_reason: str, generated: int, ctx: Sear
 def score_candidates(problems: list[Problem], cands: list[list[Candidate]], ctx: SearchContext,
                      ledgers: list[Any]) -> list[list[int]]:
     """Score every step of every candidate of every problem in ONE PRM call; returns (PRM tokens
-    read, PRM head rows computed) per candidate ((0, 0) for a candidate with no steps, which is
-    never scored). A wrong number of results or scores, or a non-finite score, is a PRMError naming
+    read, PRM head rows computed, PRM tokens served from its prefix cache) per candidate ((0, 0, 0)
+    for a candidate with no steps, which is never scored). A wrong number of results or scores, or a non-finite score, is a PRMError naming
     the sample, as in tree search."""
     reqs, where = [], []
     for pi, (p, cs) in enumerate(zip(problems, cands)):
@@ -41,10 +41,11 @@ def score_candidates(problems: list[Problem], cands: list[list[Candidate]], ctx:
             if c.steps:
                 reqs.append(ScoreRequest(p.question, c.steps, tag=f"problem {p.id} sample {ci}"))
                 where.append((pi, ci))
-    prm_tokens = [[(0, 0)] * len(cs) for cs in cands]
+    prm_tokens = [[(0, 0, 0)] * len(cs) for cs in cands]
     for (pi, ci), res in zip(where, score_checked(ctx.prm, reqs)):
         cands[pi][ci].step_scores = [float(x) for x in res.scores]
-        prm_tokens[pi][ci] = (res.prompt_tokens, res.head_rows if res.head_rows is not None else len(res.scores))
+        prm_tokens[pi][ci] = (res.prompt_tokens, res.head_rows if res.head_rows is not None else len(res.scores),
+                              res.cached_tokens)
         book(ledgers[pi], ctx.prm, res)
     return prm_tokens
 
@@ -78,7 +79,7 @@ class NSample(Strategy):
                 cs.append(candidate_from_text(c.text, c.finish_reason, c.generated_tokens, ctx))
             cands.append(cs)
         do_score = (self.needs_prm if score is None else score) and ctx.prm is not None
-        prm_tokens = score_candidates(problems, cands, ctx, ledgers) if do_score else [[(0, 0)] * len(cs) for cs in cands]
+        prm_tokens = score_candidates(problems, cands, ctx, ledgers) if do_score else [[(0, 0, 0)] * len(cs) for cs in cands]
         results = []
         for p, led, comps, cs, pt in zip(problems, ledgers, outs, cands, prm_tokens):
             nodes = [Node(id=0, parent=None, depth=0, text="")]
@@ -88,8 +89,9 @@ class NSample(Strategy):
                                   step_scores=list(c.step_scores or []), finish_reason=comp.finish_reason,
                                   finished=c.finished, truncated=c.truncated, path_tokens=comp.generated_tokens))
             samples = [{"prompt_tokens": comp.prompt_tokens, "cached_tokens": comp.cached_tokens,
-                        "generated_tokens": comp.generated_tokens, "prm_tokens": t, "prm_head_rows": rows}
-                       for comp, (t, rows) in zip(comps, pt)]
+                        "generated_tokens": comp.generated_tokens, "prm_tokens": t, "prm_head_rows": rows,
+                        "prm_cached_tokens": cached}
+                       for comp, (t, rows, cached) in zip(comps, pt)]
             results.append(SearchResult(p.id, cs, led, nodes=nodes, info={"samples": samples}))
         return results
 
