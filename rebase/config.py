@@ -171,6 +171,9 @@ class SamplingConfig(Strict):
     max_step_tokens: int = Field(256, gt=0, le=MAX_STEP_TOKENS)
     max_tokens: int = Field(1024, gt=0, le=MAX_TOKENS)  # cumulative cap per solution (a true cap)
     max_depth: int = Field(25, gt=0, le=MAX_DEPTH)
+    # a step = this many generated tokens, for models that never write the step delimiter (thinking
+    # models, code); tree strategies then cut steps by count and finish on the answer or EOS
+    step_tokens: Optional[int] = Field(None, gt=0, le=MAX_STEP_TOKENS)
 
 
 class RayConfig(Strict):

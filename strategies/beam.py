@@ -13,6 +13,13 @@ one score call per round for the whole batch.
 Where REBASE spreads children by softmax(R / T_b), beam search gives all of them to the top K
 nodes: REBASE at T_b -> 0 with a cap of M children per node.
 
+`lookahead: L` (search-and-learn's option): before the round's nodes are ranked, each open one is
+rolled forward L steps greedily (temperature 0) and R(node) is the reduction over its path and the
+rollout, scored at the rollout's end; the rollout is not kept. A round then makes 1 + L generate
+calls (one per rollout step, all problems together) and still one PRM call; the rollout tokens are
+charged to the ledger (info["rollout_tokens"] counts them). The budget is unchanged: N terminal
+leaves, rollouts are extra compute, visible on the FLOP axis.
+
     from strategies.beam import BeamSearch
     results = BeamSearch(beam_width=4).search(problems, 16, ctx)
 """
@@ -25,8 +32,10 @@ from typing import Literal, Sequence
 from pydantic import Field
 
 from rebase.registry import STRATEGIES
-from strategies.base import StrategyParams
+from rebase.types import Node
+from strategies.base import SearchContext, StrategyParams
 from strategies.rebase import Rebase
+from strategies.tree import Tree, rollout_score
 
 
 def beam_allocate(budget: int, rewards: Sequence[float], width: int) -> list[int]:
@@ -52,6 +61,10 @@ class BeamSearch(Rebase):
     class Params(StrategyParams):
         beam_width: int = Field(4, ge=1)  # M: children per kept node; N / M nodes survive a round
         reward: Literal["last", "min", "prod", "mean"] = "last"  # R(node) from its path's step scores
+        lookahead: int = Field(0, ge=0)  # greedy rollout steps scored before ranking (0 = off)
 
     def allocate(self, budget: int, rewards: list[float]) -> list[int]:
         return beam_allocate(budget, rewards, self.params.beam_width)
+
+    def score_round(self, nodes: list[tuple[Tree, Node]], ctx: SearchContext) -> None:
+        rollout_score(nodes, ctx, self.params.lookahead, self.params.reward)

@@ -100,10 +100,17 @@ class Rebase(Strategy):
         """Children per frontier node this round (subclasses such as beam search override it)."""
         return allocate(budget, rewards, self.params.balance_temperature, self.params.rounding)
 
+    def allocate_round(self, tree: Tree, rnd: int, budget: int, rewards: list[float], ctx: SearchContext) -> list[int]:
+        """`allocate` with the problem and round at hand (a random allocation seeds itself from them)."""
+        return self.allocate(budget, rewards)
+
+    def score_round(self, nodes: list[tuple[Tree, Node]], ctx: SearchContext) -> None:
+        """Set step_scores and R(node) of a round's new nodes (one PRM call; beam search may look ahead)."""
+        score(nodes, ctx, self.params.reward)
+
     def search(self, problems: list[Problem], budget: int, ctx: SearchContext) -> list[SearchResult]:
         if budget < 1:
             raise ValueError(f"{self.name} budget must be >= 1, got {budget}")
-        p = self.params
         trees = new_trees(problems, ctx)
         remaining = {id(t): budget for t in trees}  # B_i per problem
         rounds = {id(t): 0 for t in trees}
@@ -115,7 +122,7 @@ class Rebase(Strategy):
         rnd = 0
         while items:
             groups = expand(items, ctx, rnd)
-            score([(t, n) for t, kids in groups for n in kids], ctx, p.reward)
+            self.score_round([(t, n) for t, kids in groups for n in kids], ctx)
             rnd += 1
             fresh: dict[int, tuple[Tree, list[Node]]] = {}
             for t, kids in groups:  # a tree may have several expanded nodes this round
@@ -130,7 +137,7 @@ class Rebase(Strategy):
                 if self.decided(t, ctx):
                     stopped[key] = True
                     continue  # the finished candidates agree: the rest of the budget is not spent
-                alloc = self.allocate(remaining[key], [n.reward for n in frontier])
+                alloc = self.allocate_round(t, rnd, remaining[key], [n.reward for n in frontier], ctx)
                 for n, w in zip(frontier, alloc):
                     n.allocation = w
                     if w > 0:
@@ -138,7 +145,7 @@ class Rebase(Strategy):
         out = []
         for t in trees:
             info = {"rounds": rounds[id(t)], "budget_left": max(remaining[id(t)], 0)}
-            if getattr(p, "stop_confidence", None) is not None:  # the record says what the stop saved
+            if getattr(self.params, "stop_confidence", None) is not None:  # the record says what the stop saved
                 info["record"] = {"stopped_early": stopped[id(t)], "budget_left": info["budget_left"]}
             out.append(t.result(t.candidates(ctx), info))
         return out

@@ -113,6 +113,26 @@ class PromptFormat:
             return "\\boxed{" in step
         return self.answer_marker.lower() in step.lower()
 
+    def answer_complete(self, text: str) -> bool:
+        """Whether `text` holds a whole answer, wherever it was cut: a closed \\boxed{...}, or the
+        answer marker followed later by the end of its line (the step delimiter). Used when steps
+        are cut by token count, so "The answer is 1" of "12" does not count as finished."""
+        if self.answer_marker == "\\boxed":
+            start = text.find("\\boxed{")
+            if start < 0:
+                return False
+            depth = 0
+            for ch in text[start + len("\\boxed"):]:
+                depth += (ch == "{") - (ch == "}")
+                if depth == 0:
+                    return True
+            return False
+        at = text.lower().find(self.answer_marker.lower())
+        if at < 0:
+            return False
+        rest = text[at + len(self.answer_marker):]
+        return self.step_delimiter in rest and bool(rest.split(self.step_delimiter, 1)[0].strip())
+
     def split_steps(self, text: str) -> list[str]:
         """Steps of a full solution: split on the delimiter, dropping empty pieces."""
         return [s for s in text.split(self.step_delimiter) if s.strip()]
