@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 import strategies.tree as tree_mod
-from eval.prompts import PromptFormat
+from rebase.tasks.prompts import PromptFormat
 from fakes import DELIM_ID, EOS_ID, FakeGenerator, FakePRM, fake_extract_answer, make_ctx, problems
 from rebase.config import SamplingConfig
 from rebase.types import Completion
