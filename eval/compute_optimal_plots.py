@@ -16,6 +16,12 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 
+def _steps(x: pd.Series, y: pd.Series) -> tuple[list, list]:
+    """A post-step line whose last level is drawn too (to a quarter decade past the last budget)."""
+    xs, ys = list(x), list(y)
+    return (xs + [xs[-1] * 10 ** 0.25], ys + [ys[-1]]) if xs else (xs, ys)
+
+
 def _budget_panel(ax, rows: pd.DataFrame, view: str, dataset: str) -> None:
     overall = rows[rows["table"] == "overall"]
     alloc = rows[rows["table"] == "allocation"]
@@ -24,13 +30,14 @@ def _budget_panel(ax, rows: pd.DataFrame, view: str, dataset: str) -> None:
     names = sorted(levels["level"].dropna().unique(), key=str)
     for i, lvl in enumerate(names):
         g = levels[levels["level"] == lvl]
-        ax.step(g["flop_budget"], g["accuracy"], where="post", lw=1, alpha=0.7,
+        ax.step(*_steps(g["flop_budget"], g["accuracy"]), where="post", lw=1, alpha=0.7,
                 color=cmap(i / max(1, len(names) - 1)), label=f"level {lvl}: its best configuration")
-    ax.fill_between(overall["flop_budget"], overall["ci_low"], overall["ci_high"], step="post",
+    lo_x, lo = _steps(overall["flop_budget"], overall["ci_low"])
+    ax.fill_between(lo_x, lo, _steps(overall["flop_budget"], overall["ci_high"])[1], step="post",
                     color="black", alpha=0.08, lw=0)
-    ax.step(overall["flop_budget"], overall["accuracy"], where="post", color="black", lw=2,
+    ax.step(*_steps(overall["flop_budget"], overall["accuracy"]), where="post", color="black", lw=2,
             label="best single configuration (95% CI)")
-    ax.step(alloc["flop_budget"], alloc["accuracy"], where="post", color="tab:red", lw=2, ls="--",
+    ax.step(*_steps(alloc["flop_budget"], alloc["accuracy"]), where="post", color="tab:red", lw=2, ls="--",
             label="per-level allocation (same average cost)")
     ax.set_xscale("log")
     ax.set_ylim(-0.02, 1.02)
@@ -63,13 +70,14 @@ def _adaptive_panel(ax, gains: list[dict], view: str, dataset: str) -> None:
     ax.set_title(f"{dataset}: adaptive budgets vs fixed-N voting\n(numbers: mean samples used)", fontsize=10)
     ax.set_xlabel(f"mean FLOPs per problem ({view} view)")
     ax.set_ylabel("accuracy")
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))  # outside: the curves stay visible
 
 
 def plot_compute_optimal(rows: pd.DataFrame, gains: list[dict], view: str, path: Path) -> None:
     datasets = sorted(rows["dataset"].unique()) or [""]
     with_adaptive = bool(gains)
-    fig = Figure(figsize=(7.5 * (2 if with_adaptive else 1), 5.5 * len(datasets)), layout="constrained")
+    fig = Figure(figsize=(7.5 * (2 if with_adaptive else 1) + (3 if with_adaptive else 0), 5.5 * len(datasets)),
+                 layout="constrained")
     axes = fig.subplots(len(datasets), 2 if with_adaptive else 1, squeeze=False)
     for row_axes, ds in zip(axes, datasets):
         _budget_panel(row_axes[0], rows[rows["dataset"] == ds], view, ds)
