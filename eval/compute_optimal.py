@@ -23,7 +23,8 @@ Definitions (per dataset; a configuration = model x strategy x aggregator x budg
   configuration's cost at B divided by the cheapest allocation's cost reaching the same accuracy
   (>= 1: running one configuration everywhere is itself an allocation).
 - the choice is made on the problems it is scored on, so allocation figures are in-sample (an
-  upper bound on what a choice made beforehand would gain); the summary says so.
+  upper bound on what a choice made beforehand would gain). The summary's `allocation_held_out`
+  checks them two-fold: choose on half of each level's problems, score on the other half.
 """
 
 from __future__ import annotations
@@ -132,7 +133,9 @@ def dataset_tables(d: pd.DataFrame, view: str, dataset: str) -> tuple[list[dict]
         rows.append(_allocation_row(r, front, acc, levels, dataset))
     for r in rows:
         r.update(dataset=dataset, view=view, level_source=source)
-    return rows, _summary(rows, front, acc, levels, dataset, source, dropped)
+    summary = _summary(rows, front, acc, levels, dataset, source, dropped)
+    summary["allocation_held_out"] = held_out(acc, cost, levels)
+    return rows, summary
 
 
 def _allocation_row(single: dict, front: list[tuple], acc: pd.DataFrame, levels: pd.Series,
@@ -173,6 +176,29 @@ def _summary(rows: list[dict], front: list[tuple], acc: pd.DataFrame, levels: pd
                                      "configuration": _describe(at_cost[2])},
         "note": "per-level choices are made on the problems they are scored on (in-sample)",
     }
+
+
+def held_out(acc: pd.DataFrame, cost: pd.DataFrame, levels: pd.Series) -> dict:
+    """The in-sample figures' out-of-sample check, two-fold: within each level, problems (sorted by
+    id) alternate between halves. On one half pick the best single configuration and the cheapest
+    allocation reaching its accuracy there; score both on the other half; average the two ways."""
+    ids = levels.groupby(levels).apply(lambda g: sorted(g.index)).to_dict()
+    halves = [[p for lv in ids.values() for p in lv[k::2]] for k in (0, 1)]
+    if min(len(h) for h in halves) == 0:
+        return {}
+    out = {"single_accuracy": 0.0, "single_flops": 0.0, "allocation_accuracy": 0.0, "allocation_flops": 0.0}
+    for pick, score in ((halves[0], halves[1]), (halves[1], halves[0])):
+        a, c = acc.loc[pick], cost.loc[pick]
+        single = _best(a.mean(), c.mean(), math.inf)
+        reach = _cheapest_reaching(allocation_front(a, c, levels[pick]), a[single].mean())
+        out["single_accuracy"] += acc.loc[score, single].mean() / 2
+        out["single_flops"] += cost.loc[score, single].mean() / 2
+        chosen = [reach[2][levels[p]] for p in score]
+        out["allocation_accuracy"] += float(np.mean([acc.at[p, k] for p, k in zip(score, chosen)])) / 2
+        out["allocation_flops"] += float(np.mean([cost.at[p, k] for p, k in zip(score, chosen)])) / 2
+    out["flops_ratio"] = out["single_flops"] / out["allocation_flops"] if out["allocation_flops"] > 0 else None
+    out["note"] = "chosen on one half of each level's problems, scored on the other, both ways averaged"
+    return {k: (float(v) if isinstance(v, (float, np.floating)) else v) for k, v in out.items()}
 
 
 COLUMNS = ["dataset", "view", "table", "level", "level_source", "flop_budget", "model", "strategy",

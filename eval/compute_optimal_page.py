@@ -42,7 +42,16 @@ def _headline(s: dict) -> str:
             f"<b>{_fmt(eq['flops_ratio'])}x fewer</b> (<code>{e(eq['configuration'])}</code>)</li>"
             f"<li>per-level allocation at equal cost: accuracy {_fmt(ec['accuracy'])} "
             f"({'+' if ec['accuracy_gain'] >= 0 else ''}{_fmt(ec['accuracy_gain'])})</li>"
+            f"{_held_out(s.get('allocation_held_out') or {})}"
             f'<li class="note">{e(s["note"])}</li></ul>')
+
+
+def _held_out(h: dict) -> str:
+    if not h:
+        return ""
+    return (f"<li>held out ({html.escape(h['note'])}): best single configuration {_fmt(h['single_accuracy'])} at "
+            f"{_fmt(h['single_flops'])} FLOPs, per-level allocation {_fmt(h['allocation_accuracy'])} at "
+            f"{_fmt(h['allocation_flops'])} FLOPs ({_fmt(h['flops_ratio'])}x fewer)</li>")
 
 
 def _gains(gains: list[dict]) -> pd.DataFrame:

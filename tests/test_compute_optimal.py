@@ -89,6 +89,13 @@ def test_overall_level_and_allocation_tables():
     assert (alloc["flops_ratio"] >= 1 - 1e-9).all()
     assert s["allocation_at_equal_accuracy"]["flops_ratio"] == pytest.approx(10 / 5.5)
     assert s["best_single"]["strategy"] == "weighted_majority" and s["best_single"]["accuracy"] == 1.0
+    # held out (halves alternate over each level's ids sorted as text): on the half where C solves
+    # every hard problem, C and "easy: A, hard: C" are chosen and fail the other half's hard ones;
+    # on the other half B and "easy: A, hard: B" are chosen and solve everything
+    h = s["allocation_held_out"]
+    assert (h["single_accuracy"], h["single_flops"]) == pytest.approx((0.5, 7.0))
+    assert (h["allocation_accuracy"], h["allocation_flops"]) == pytest.approx((0.75, 4.0))
+    assert h["flops_ratio"] == pytest.approx(7.0 / 4.0)
     # the FLOP view is the one asked for
     total, _ = compute_optimal(records(), "total")
     assert total[total["table"] == "allocation"]["mean_flops"].max() == pytest.approx(5.5 * 1.5)
