@@ -118,8 +118,9 @@ def load_problems(n: int) -> list[Any]:
 
 
 class TimedGenerator:
-    """Forwards to a generator, adding up the wall time of its generate calls (the policy share)
-    and, with `meter`, the FLOPs torch's counter measures inside them (PRM forwards excluded)."""
+    """Forwards to a generator, adding up the wall time of its generate calls and, with `meter`,
+    the FLOPs torch's counter measures inside them. A pipelined search scores inside generate
+    (its `refill`); TimedPRM reports that share, which is taken out of the policy's figures."""
 
     def __init__(self, inner: Any, meter: bool = False):
         self.inner = inner
@@ -127,49 +128,69 @@ class TimedGenerator:
         self.seconds = 0.0
         self.measured_flops = 0
         self.calls = 0
+        self.counter: Any = None  # the FlopCounterMode open during a metered generate call
+        self.active = False
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
-    def generate(self, requests: list[Any]) -> list[Any]:
+    def generate(self, requests: list[Any], refill: Any = None) -> list[Any]:
         t0 = time.perf_counter()
         self.calls += 1
-        if not self.meter:
-            out = self.inner.generate(requests)
-        else:
-            from rebase.flop_count import flop_counter
+        kw = {"refill": refill} if refill is not None else {}
+        self.active = True
+        try:
+            if not self.meter:
+                out = self.inner.generate(requests, **kw)
+            else:
+                from rebase.flop_count import flop_counter
 
-            with flop_counter() as fc:
-                out = self.inner.generate(requests)
-            self.measured_flops += fc.get_total_flops()
+                with flop_counter() as fc:
+                    self.counter = fc
+                    out = self.inner.generate(requests, **kw)
+                self.measured_flops += fc.get_total_flops()
+        finally:
+            self.active, self.counter = False, None
         self.seconds += time.perf_counter() - t0
         return out
 
 
 class TimedPRM:
     """Forwards to a PRM, adding up the wall time of its score calls and, with `meter`, the FLOPs
-    torch's counter measures inside them."""
+    torch's counter measures inside them (read off the generator's open counter when the call
+    happens inside generate, so nothing is counted twice)."""
 
-    def __init__(self, inner: Any, meter: bool = False):
+    def __init__(self, inner: Any, gen: TimedGenerator, meter: bool = False):
         self.inner = inner
+        self.gen = gen
         self.meter = meter
         self.seconds = 0.0
+        self.inside_s = 0.0  # of which inside a generate call
         self.measured_flops = 0
+        self.inside_flops = 0  # of which counted by the generator's counter
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
     def score(self, requests: list[Any]) -> list[Any]:
         t0 = time.perf_counter()
-        if not self.meter:
+        if self.meter and self.gen.counter is not None:
+            before = self.gen.counter.get_total_flops()
             out = self.inner.score(requests)
-        else:
+            self.inside_flops += self.gen.counter.get_total_flops() - before
+            self.measured_flops += self.gen.counter.get_total_flops() - before
+        elif self.meter:
             from rebase.flop_count import flop_counter
 
             with flop_counter() as fc:
                 out = self.inner.score(requests)
             self.measured_flops += fc.get_total_flops()
-        self.seconds += time.perf_counter() - t0
+        else:
+            out = self.inner.score(requests)
+        dt = time.perf_counter() - t0
+        self.seconds += dt
+        if self.gen.active:
+            self.inside_s += dt
         return out
 
 
@@ -210,20 +231,20 @@ def run_strategy(strategy: Any, problems: list[Any], budget: int, ctx: Any, mete
     if getattr(ctx.prm, "scorer", None) is not None:
         ctx.prm.scorer.store.clear()
     timed = TimedGenerator(gen, meter)
-    timed_prm = TimedPRM(ctx.prm, meter)
+    timed_prm = TimedPRM(ctx.prm, timed, meter)
     c = replace(ctx, generator=timed, prm=timed_prm)
     t0 = time.perf_counter()
     batches = [[p] for p in problems] if one_by_one else [problems]
     results = [r for b in batches for r in strategy.search(b, budget, c)]
     wall = time.perf_counter() - t0
     led = [r.ledger for r in results]
-    return RunStats(wall_s=wall, policy_s=timed.seconds,
+    return RunStats(wall_s=wall, policy_s=timed.seconds - timed_prm.inside_s,
                     generated=sum(x.tokens("policy", "generated_tokens") for x in led),
                     processed=sum(x.tokens("policy", "processed_tokens") for x in led),
                     prm_tokens=sum(x.summary()["prm_tokens"] for x in led),
                     nodes=sum(len(r.nodes) - 1 for r in results),
                     flops_policy=sum(x.flops("policy") for x in led), calls=timed.calls,
-                    measured_flops=timed.measured_flops, prm_s=timed_prm.seconds,
+                    measured_flops=timed.measured_flops - timed_prm.inside_flops, prm_s=timed_prm.seconds,
                     prm_processed=sum(x.tokens("prm", "prompt_tokens") - x.tokens("prm", "cached_tokens") for x in led),
                     flops_total=sum(x.flops("total") for x in led), measured_prm_flops=timed_prm.measured_flops)
 
@@ -284,6 +305,7 @@ def compare(ctx: Any, ctx_nr: Any, problems: list[Any], budget: int, repeats: in
     from strategies.sampling import WeightedMajority
 
     rebase, wm = Rebase(balance_temperature=0.1), WeightedMajority()
+    lock_step = Rebase(balance_temperature=0.1, pipeline=False)  # rounds in step, as before pipelining
     log(f"warm-up, then {repeats} alternating rounds: {len(problems)} problems, N={budget}")
     run_strategy(rebase, problems[:2], 4, ctx)
     runs = alternate({
@@ -291,6 +313,7 @@ def compare(ctx: Any, ctx_nr: Any, problems: list[Any], budget: int, repeats: in
         "sampling": lambda: run_strategy(wm, problems, budget, ctx),
         "rebase_no_reuse": lambda: run_strategy(rebase, problems, budget, ctx_nr),
         "rebase_one_by_one": lambda: run_strategy(rebase, problems, budget, ctx, one_by_one=True),
+        "rebase_lock_step": lambda: run_strategy(lock_step, problems, budget, ctx),
     }, repeats)
     log("FLOP check: REBASE on 2 problems, N=4, policy and PRM under FlopCounterMode")
     fl = run_strategy(rebase, problems[:2], 4, ctx, meter=True)
@@ -299,6 +322,7 @@ def compare(ctx: Any, ctx_nr: Any, problems: list[Any], budget: int, repeats: in
         "rebase_vs_sampling_per_token": [a.per_token_ms / b.per_token_ms for a, b in zip(reb, smp)],
         "prefix_reuse_speedup": [b.wall_s / a.wall_s for a, b in zip(reb, runs["rebase_no_reuse"])],
         "batching_speedup": [b.wall_s / a.wall_s for a, b in zip(reb, runs["rebase_one_by_one"])],
+        "pipeline_speedup": [b.wall_s / a.wall_s for a, b in zip(reb, runs["rebase_lock_step"])],
     }
     out: dict[str, Any] = {k: round(median(v), 3) for k, v in by_round.items()}
     out["prm_tokens_rebase_vs_sampling"] = round(median([a.prm_per_generated / b.prm_per_generated

@@ -14,10 +14,16 @@ transformers backend, one torch thread.
 What it measures, variants alternated round by round and medians taken (the machine is shared):
 - rebase_vs_sampling_per_token: REBASE wall time per generated token (PRM included) over
   weighted-majority sampling's (PRM included), equal budget N, all problems in one batch;
-- prefix_reuse_speedup: REBASE wall time without prefix KV reuse over with it;
+- prm_tokens_rebase_vs_sampling: PRM tokens actually run (read minus served from cached KV) per
+  generated policy token, REBASE over sampling;
+- prefix_reuse_speedup: REBASE wall time without KV reuse (policy prefix store and PRM store off)
+  over with it;
 - batching_speedup: REBASE over the problems one by one over all in one batch;
-- flops_policy_vs_measured: the ledger's `policy` view over torch FlopCounterMode's count of the
-  policy's generate calls in a (smaller) REBASE run.
+- pipeline_speedup: REBASE in lock-step rounds over pipelined REBASE (the default: a problem whose
+  round is done starts its next inside the running decode);
+- flops_policy_vs_measured / flops_total_vs_measured: the ledger's `policy` / `total` view over
+  torch FlopCounterMode's count of the policy's generate calls / of those and the PRM's score
+  calls, in a (smaller) REBASE run.
 Progress goes to stderr; the last stdout line is one JSON object with the ratios, the raw
 timings and the machine.
 """

@@ -5,8 +5,12 @@ round: the PRM scores every new node and R(node) reduces its path scores (`rewar
 prod | mean); new nodes that are terminal (finished, or truncated by the token/depth cap) leave the
 frontier and use one unit each, B_i = B_{i-1} - finished_i; the search stops at B_i = 0; every
 unfinished node j of the round gets W_j = B_i * softmax(R_j / T_b) children (`allocate`). Nodes
-granted 0 children are pruned. All problems move in lock-step rounds: one generate call and one
-score call per round for the whole batch; a problem that is done drops out of later rounds.
+granted 0 children are pruned. Two schedules give the same trees for a given seed:
+- lock-step rounds (any backend): one generate call and one score call per round for the whole
+  batch; a problem that is done drops out of later rounds;
+- `pipeline` (backends with continuous batching, i.e. transformers): one generate call for the
+  whole search; a problem whose round is done is scored and its next round joins the running
+  decode at once, so the decode batch never waits for another problem's slowest step.
 
 Rounding (`rounding`):
 - `sequential_ceil` (default, the released code's): sort by reward, descending; give each node
@@ -29,11 +33,14 @@ from typing import Literal, Optional, Sequence
 from pydantic import Field
 
 from rebase.registry import STRATEGIES
-from rebase.types import Node, Problem, SearchResult
+from rebase.errors import RunFailure
+from rebase.types import GenerationRequest, Node, Problem, SearchResult
 from strategies.aggregators import vote_totals, voters
 from strategies.base import SearchContext, Strategy, StrategyParams
 from strategies.stopping import leader_probability
-from strategies.tree import Tree, expand, new_trees, score, terminal
+from strategies.tree import Tree, attach, expand, new_trees, request_for, score, terminal
+
+State = tuple[dict[int, int], dict[int, int], dict[int, bool]]  # B_i, rounds done, stopped early
 
 # ceil() must not turn 2.0000000001 (float noise in b_rem * w_j / w_rem) into 3
 _EPS = 1e-9
@@ -85,6 +92,9 @@ class Rebase(Strategy):
         # stop a problem early once its finished candidates' PRM-weighted vote is decided at this
         # confidence (the Beta rule of strategies/stopping.py); None: always spend the whole budget
         stop_confidence: Optional[float] = Field(None, gt=0.5, lt=1.0)
+        # a problem whose round is done starts its next one inside the running decode (backends
+        # with generate(..., refill=...), i.e. transformers); same trees as lock-step rounds
+        pipeline: bool = True
 
     def decided(self, tree: Tree, ctx: SearchContext) -> bool:
         """Whether the finished candidates so far already agree (only with `stop_confidence`)."""
@@ -114,11 +124,51 @@ class Rebase(Strategy):
         trees = new_trees(problems, ctx)
         remaining = {id(t): budget for t in trees}  # B_i per problem
         rounds = {id(t): 0 for t in trees}
-        stopped = {id(t): False for t in trees}
-        items: list[tuple[Tree, Node, int]] = []
+        stopped = {id(t): False for t in trees}  # early stop (stop_confidence) per problem
         for t in trees:
             t.root.allocation = budget
-            items.append((t, t.root, budget))
+        first = [(t, t.root, budget) for t in trees]
+        state = (remaining, rounds, stopped)
+        if self.pipelined(ctx):
+            self._pipelined(first, ctx, state)
+        else:
+            self._lock_step(first, ctx, state)
+        out = []
+        for t in trees:
+            info = {"rounds": rounds[id(t)], "budget_left": max(remaining[id(t)], 0)}
+            if getattr(self.params, "stop_confidence", None) is not None:  # the record says what the stop saved
+                info["record"] = {"stopped_early": stopped[id(t)], "budget_left": info["budget_left"]}
+            out.append(t.result(t.candidates(ctx), info))
+        return out
+
+    def pipelined(self, ctx: SearchContext) -> bool:
+        """Whether this search runs pipelined: asked for (`pipeline`), a backend with `refill`, and
+        rounds scored without generating (beam search's lookahead rollouts generate)."""
+        return (bool(getattr(self.params, "pipeline", False)) and getattr(ctx.generator, "supports_refill", False)
+                and not getattr(self.params, "lookahead", 0))
+
+    def _next_round(self, t: Tree, kids: list[Node], state: State, ctx: SearchContext) -> list[tuple[Tree, Node, int]]:
+        """After a scored round of tree `t`: B_i -= its new terminal nodes; the rest get children."""
+        remaining, rounds, stopped = state
+        key = id(t)
+        rounds[key] += 1
+        remaining[key] -= sum(1 for n in kids if terminal(n))
+        frontier = [n for n in kids if not terminal(n)]
+        if remaining[key] <= 0 or not frontier:
+            return []  # done: drops out of later rounds
+        if self.decided(t, ctx):
+            stopped[key] = True
+            return []  # the finished candidates agree: the rest of the budget is not spent
+        items = []
+        alloc = self.allocate_round(t, rounds[key], remaining[key], [n.reward for n in frontier], ctx)
+        for n, w in zip(frontier, alloc):
+            n.allocation = w
+            if w > 0:
+                items.append((t, n, w))
+        return items
+
+    def _lock_step(self, items: list[tuple[Tree, Node, int]], ctx: SearchContext, state: State) -> None:
+        """All problems in step: one generate call and one score call per round."""
         rnd = 0
         while items:
             groups = expand(items, ctx, rnd)
@@ -128,24 +178,43 @@ class Rebase(Strategy):
             for t, kids in groups:  # a tree may have several expanded nodes this round
                 fresh.setdefault(id(t), (t, []))[1].extend(kids)
             items = []
-            for key, (t, kids) in fresh.items():
-                rounds[key] = rnd
-                remaining[key] -= sum(1 for n in kids if terminal(n))
-                frontier = [n for n in kids if not terminal(n)]
-                if remaining[key] <= 0 or not frontier:
-                    continue  # done: drops out of later rounds
-                if self.decided(t, ctx):
-                    stopped[key] = True
-                    continue  # the finished candidates agree: the rest of the budget is not spent
-                alloc = self.allocate_round(t, rnd, remaining[key], [n.reward for n in frontier], ctx)
-                for n, w in zip(frontier, alloc):
-                    n.allocation = w
-                    if w > 0:
-                        items.append((t, n, w))
-        out = []
-        for t in trees:
-            info = {"rounds": rounds[id(t)], "budget_left": max(remaining[id(t)], 0)}
-            if getattr(self.params, "stop_confidence", None) is not None:  # the record says what the stop saved
-                info["record"] = {"stopped_early": stopped[id(t)], "budget_left": info["budget_left"]}
-            out.append(t.result(t.candidates(ctx), info))
-        return out
+            for t, kids in fresh.values():
+                items.extend(self._next_round(t, kids, state, ctx))
+
+    def _pipelined(self, items: list[tuple[Tree, Node, int]], ctx: SearchContext, state: State) -> None:
+        """ONE generate call for the whole search: as soon as every request of a problem's round is
+        done, that round's children are scored (one PRM call for all problems done at the same decode
+        step) and its next round joins the running decode (generate's `refill`), so no problem
+        waits for another's slowest step. A tree's children are attached in request order once its
+        round is complete, and seeds are keyed by the tree's own round: the same tree as lock-step."""
+        plan: list[tuple[Tree, Node, int]] = []  # request index -> (tree, node, k)
+        waiting: dict[int, list[int]] = {}  # tree -> its open round's request indices
+        got: dict[int, list] = {}
+
+        def submit(batch: list[tuple[Tree, Node, int]]) -> list[GenerationRequest]:
+            reqs = []
+            for t, n, k in batch:
+                waiting.setdefault(id(t), []).append(len(plan))
+                plan.append((t, n, k))
+                reqs.append(request_for(t, n, k, ctx, state[1][id(t)]))
+            return reqs
+
+        def refill(done: list[tuple[int, list]]) -> list[GenerationRequest]:
+            for i, comps in done:
+                got[i] = comps
+            ready = [key for key in {id(plan[i][0]) for i, _ in done} if all(j in got for j in waiting[key])]
+            groups = []
+            for key in sorted(ready, key=lambda k: waiting[k][0]):  # submission order: deterministic
+                idx = waiting.pop(key)
+                t = plan[idx[0]][0]
+                groups.append((t, [kid for j in idx for kid in attach(*plan[j], got.pop(j), ctx)]))
+            self.score_round([(t, n) for t, kids in groups for n in kids], ctx)
+            nxt = []
+            for t, kids in groups:
+                nxt.extend(self._next_round(t, kids, state, ctx))
+            return submit(nxt)
+
+        outs = ctx.generator.generate(submit(items), refill=refill)
+        if len(outs) != len(plan) or waiting:
+            raise RunFailure(f"generator {ctx.generator.name} returned {len(outs)} results for {len(plan)} "
+                             f"requests ({len(waiting)} problems left waiting)")

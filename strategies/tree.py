@@ -159,38 +159,43 @@ def new_trees(problems: list[Problem], ctx: SearchContext) -> list[Tree]:
     return trees
 
 
+def request_for(tree: Tree, node: Node, k: int, ctx: SearchContext, rnd: int) -> GenerationRequest:
+    """The generation request for `k` children of `node` in round `rnd` of its tree."""
+    if terminal(node):
+        raise ValueError(f"problem {tree.problem.id} node {node.id}: a terminal node cannot be expanded")
+    # room >= 1: a node at the token cap was truncated
+    return step_request(tree.path_ids(node), node.path_tokens, k, ctx.sampling.temperature,
+                        request_seed(ctx.seed, tree.problem.id, node.id, rnd), ctx)
+
+
+def attach(tree: Tree, node: Node, k: int, comps: list[Any], ctx: SearchContext) -> list[Node]:
+    """Add one child per completion to `node` and record each in the problem's ledger."""
+    s, gen = ctx.sampling, ctx.generator
+    if len(comps) != k:
+        raise RunFailure(f"problem {tree.problem.id} node {node.id}: generator returned {len(comps)} "
+                         f"completions, asked for {k}")
+    kids = []
+    before = join_steps(tree.steps(node), ctx) if s.step_tokens else ""
+    for c in comps:
+        tree.ledger.add(gen.name, gen.flop_spec, "policy", c.prompt_tokens, c.cached_tokens, c.generated_tokens)
+        child = tree.add_child(node, c.text, c.token_ids, c.finish_reason, c.generated_tokens)
+        child.finished = is_finished(c.text, c.finish_reason, before + c.text, ctx)
+        child.truncated = not child.finished and (child.path_tokens >= s.max_tokens or child.depth >= s.max_depth)
+        kids.append(child)
+    return kids
+
+
 def expand(items: list[tuple[Tree, Node, int]], ctx: SearchContext, rnd: int) -> list[tuple[Tree, list[Node]]]:
     """Sample `k` children of each (tree, node, k) in ONE generate call; return, per item, the
     tree and its new children. Each completion is recorded once in its problem's ledger."""
-    s = ctx.sampling
     gen = ctx.generator
-    requests = []
-    for tree, node, k in items:
-        if terminal(node):
-            raise ValueError(f"problem {tree.problem.id} node {node.id}: a terminal node cannot be expanded")
-        # room >= 1: a node at the token cap was truncated
-        requests.append(step_request(tree.path_ids(node), node.path_tokens, k, s.temperature,
-                                     request_seed(ctx.seed, tree.problem.id, node.id, rnd), ctx))
+    requests = [request_for(tree, node, k, ctx, rnd) for tree, node, k in items]
     if not requests:
         return []
     outs = gen.generate(requests)
     if len(outs) != len(requests):
         raise RunFailure(f"generator {gen.name} returned {len(outs)} results for {len(requests)} requests")
-    groups = []
-    for (tree, node, k), comps in zip(items, outs):
-        if len(comps) != k:
-            raise RunFailure(f"problem {tree.problem.id} node {node.id}: generator returned {len(comps)} "
-                             f"completions, asked for {k}")
-        kids = []
-        before = join_steps(tree.steps(node), ctx) if s.step_tokens else ""
-        for c in comps:
-            tree.ledger.add(gen.name, gen.flop_spec, "policy", c.prompt_tokens, c.cached_tokens, c.generated_tokens)
-            child = tree.add_child(node, c.text, c.token_ids, c.finish_reason, c.generated_tokens)
-            child.finished = is_finished(c.text, c.finish_reason, before + c.text, ctx)
-            child.truncated = not child.finished and (child.path_tokens >= s.max_tokens or child.depth >= s.max_depth)
-            kids.append(child)
-        groups.append((tree, kids))
-    return groups
+    return [(tree, attach(tree, node, k, comps, ctx)) for (tree, node, k), comps in zip(items, outs)]
 
 
 def score(items: list[tuple[Tree, Node]], ctx: SearchContext, reward: str = "last") -> None:

@@ -185,6 +185,7 @@ def test_batch_tokens_split_gives_same_outputs(zoo):
 
 def test_out_of_memory_halves_the_batch(zoo, monkeypatch):
     from rebase.backends.hf_decode import BatchDecoder
+    from rebase.backends.hf_stream import LiveBatch
 
     reqs = [Req(prompt=PROMPTS[i], n=1 + i, temperature=1.0, max_tokens=6, seed=i) for i in range(3)]
     g = make(zoo["llama"], prefix_reuse=False)
@@ -197,7 +198,11 @@ def test_out_of_memory_halves_the_batch(zoo, monkeypatch):
             raise torch.cuda.OutOfMemoryError("simulated")
         return real_run(self, groups)
 
+    def no_room(self, groups):  # the continuous batch does not fit: whole batches take over
+        raise torch.cuda.OutOfMemoryError("simulated")
+
     monkeypatch.setattr(BatchDecoder, "run", run_small_only)
+    monkeypatch.setattr(LiveBatch, "admit", no_room)
     assert ids_of(g.generate(reqs)) == expected
     assert sizes[0] == 6 and sizes.count(1) == 6
 

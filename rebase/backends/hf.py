@@ -1,13 +1,16 @@
 """The transformers generation backend: batched sampling over a plain model forward with a KV cache.
 
-Registered as backend "transformers". One `generate` call takes a whole search round: requests are
-grouped into batches bounded by tokens (cfg.batch_tokens, counting prompt + max new tokens per
-sample), the n samples of a request share one prefill, and every decode step is one forward for the
-whole batch (rebase/backends/hf_decode.py). Sampling noise depends only on (seed, sample, step), so
-results do not depend on the batch (hf_sampling.py). With cfg.prefix_reuse, finished sequences'
+Registered as backend "transformers". One `generate` call takes a whole search round: requests
+wait in a queue and run with continuous batching (rebase/backends/hf_stream.py): the running batch
+holds at most cfg.batch_tokens (prompt + max new tokens per sample), the n samples of a request
+share one prefill, every decode step is one forward for the whole batch (hf_decode.py), and a
+finished row's slot goes to the next waiting request. `refill` lets a caller add requests while
+the decode runs (a tree search's next round for a problem whose round is done). Sampling noise
+depends only on (seed, sample, tokens generated), so results do not depend on the batch
+(hf_sampling.py). With cfg.prefix_reuse, finished sequences'
 KV states are kept in a bounded LRU store (hf_cache.py) and a prompt that extends one (a tree-search
 child) prefills only its new tokens; its completions report that reuse in cached_tokens. On CUDA an
-out-of-memory error halves the batch and retries.
+out-of-memory error falls back to whole batches, halved until they fit.
 
     gen = TransformersGenerator(TransformersModel(name="m", path="path/to/model"))
     out = gen.generate([GenerationRequest(prompt="2+2=", n=4, max_tokens=16, stop=("\\n",), seed=1)])
@@ -16,12 +19,13 @@ out-of-memory error halves the batch and retries.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Optional
+from typing import Callable, Optional, Sequence
 
 import torch
 
 from rebase.backends.hf_cache import PrefixKVCache
 from rebase.backends.hf_decode import BatchDecoder, Group
+from rebase.backends.hf_stream import stream
 from rebase.backends.hf_sampling import DEFAULT_SEED, as_int64
 from rebase.backends.loading import count_params, load_causal_lm, load_tokenizer
 from rebase.model_config import TransformersModel
@@ -30,8 +34,13 @@ from rebase.flops import FlopSpec
 from rebase.types import Completion, GenerationRequest
 
 
+Refill = Callable[[list[tuple[int, list[Completion]]]], Sequence[GenerationRequest]]
+
+
 class TransformersGenerator:
     """rebase.generator.Generator over a Hugging Face causal LM (local dir, hub id or GGUF file)."""
+
+    supports_refill = True  # generate(..., refill=...) admits new requests into a running decode
 
     def __init__(self, cfg: TransformersModel):
         self.cfg = cfg
@@ -86,10 +95,10 @@ class TransformersGenerator:
         return ids, min(req.max_tokens, limit - len(ids)) if limit else req.max_tokens
 
     # -- generation ----------------------------------------------------------------------------
-    def _groups(self, requests: list[GenerationRequest]) -> list[Group]:
+    def _groups(self, requests: list[GenerationRequest], offset: int = 0) -> list[Group]:
         """One group per request, or several when its samples alone exceed batch_tokens."""
         groups: list[Group] = []
-        for i, req in enumerate(requests):
+        for i, req in enumerate(requests, start=offset):
             prompt, max_tokens = self._prompt_ids(i, req)
             prefix = self.prefix_cache.lookup(prompt) if self.prefix_cache is not None else None
             per = max(1, self.cfg.batch_tokens // (len(prompt) + max_tokens))
@@ -112,13 +121,47 @@ class TransformersGenerator:
                 used = g.cost
         return batches
 
-    def generate(self, requests: list[GenerationRequest]) -> list[list[Completion]]:
-        results: list[list[Optional[Completion]]] = [[None] * r.n for r in requests]
+    def generate(self, requests: list[GenerationRequest], refill: Optional[Refill] = None) -> list[list[Completion]]:
+        """Completions per request. Continuous batching (hf_stream.py): requests wait in a queue
+        bounded by batch_tokens and take the slots of finished rows. `refill(done)` is called with
+        (request index, completions) of every request whose samples are all done and may return new
+        requests, which join the same decode (their indices continue after the existing ones); the
+        result then covers them too."""
+        reqs = list(requests)
+        results: list[list[Optional[Completion]]] = [[None] * r.n for r in reqs]
+        left = [r.n for r in reqs]
         decoder = BatchDecoder(self.model, self.tokenizer, self.eos_ids, self.pad_id, self.prefix_cache)
+
+        def on_done(done: list[tuple[int, int, Completion]]) -> list[Group]:
+            complete = []
+            for req, sample, comp in done:
+                results[req][sample] = comp
+                left[req] -= 1
+                if left[req] == 0:
+                    complete.append(req)
+            if refill is None or not complete:
+                return []
+            new = list(refill([(i, results[i]) for i in complete]))  # type: ignore[misc]
+            base = len(reqs)
+            reqs.extend(new)
+            results.extend([None] * r.n for r in new)
+            left.extend(r.n for r in new)
+            return self._groups(new, offset=base)
+
+        # longest prompts first: later arrivals are shorter and fit the running slab's width
+        queue = sorted(self._groups(reqs), key=lambda g: (-len(g.prompt), g.request))
         with torch.inference_mode():
-            for batch in self._batches(self._groups(requests)):
-                for req, sample, done in self._run(decoder, batch):
-                    results[req][sample] = done
+            try:
+                stream(decoder, queue, self.cfg.batch_tokens, on_done)
+            except torch.cuda.OutOfMemoryError:
+                torch.cuda.empty_cache()
+                if refill is not None:
+                    raise RunFailure(f"{self.name}: out of GPU memory in a continuous batch; "
+                                     f"lower batch_tokens (now {self.cfg.batch_tokens})") from None
+                results = [[None] * r.n for r in reqs]
+                for batch in self._batches(self._groups(reqs)):  # whole batches, halved on OOM
+                    for req, sample, done in self._run(decoder, batch):
+                        results[req][sample] = done
         return results  # type: ignore[return-value]
 
     def _run(self, decoder: BatchDecoder, batch: list[Group]) -> list[tuple[int, int, Completion]]:

@@ -77,9 +77,10 @@ def top_p_filter(scaled: torch.Tensor, top_p: torch.Tensor) -> torch.Tensor:
 
 
 def sample_next(logits: torch.Tensor, temperature: torch.Tensor, top_p: torch.Tensor, seeds: torch.Tensor,
-                sample_idx: torch.Tensor, step: int) -> torch.Tensor:
+                sample_idx: torch.Tensor, step: "int | torch.Tensor") -> torch.Tensor:
     """Next token per row. logits (rows, vocab); temperature, top_p float (rows,); seeds,
-    sample_idx int64 (rows,); step = how many tokens each row has generated so far."""
+    sample_idx int64 (rows,); step = how many tokens each row has generated so far (an int, or an
+    int64 (rows,) tensor when rows joined the batch at different times)."""
     logits = logits.float()
     greedy = temperature <= 0
     out = logits.argmax(dim=-1)
@@ -88,7 +89,7 @@ def sample_next(logits: torch.Tensor, temperature: torch.Tensor, top_p: torch.Te
     rows = (~greedy).nonzero(as_tuple=True)[0]
     scaled = logits[rows] / temperature[rows, None]
     scaled = top_p_filter(scaled, top_p[rows])
-    keys = row_keys(seeds[rows], sample_idx[rows], step)
+    keys = row_keys(seeds[rows], sample_idx[rows], step[rows] if isinstance(step, torch.Tensor) else step)
     noisy = scaled.double() + gumbel(keys, logits.shape[-1])
     out[rows] = noisy.argmax(dim=-1)
     return out
