@@ -8,6 +8,7 @@ decides *which* nodes to expand and *how many* children each gets.
 
     trees = new_trees(problems, ctx)                       # root = rendered prompt + its ids
     groups = expand([(tree, tree.root, 4), ...], ctx, rnd) # one generate call
+    # or, inside a running decode: request_for(...) per node, then attach(...) its completions
     score([(tree, child) for tree, kids in groups for child in kids], ctx, "last")  # one PRM call
     result = tree.result(tree.candidates(ctx), info={"rounds": rnd})
 
