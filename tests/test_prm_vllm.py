@@ -163,3 +163,20 @@ def test_bad_labels_fail_before_the_engine_starts(tiny_dir):
         PRM_FAMILIES.get("step_tag")(cfg_for(tiny_dir, "vllm", tag=" not one token"))
     with pytest.raises(BadInput, match=r"^prm\.path: "):
         PRM_FAMILIES.get("step_tag")(PRMConfig(family="step_tag", path=str(tiny_dir / "nope"), backend="vllm"))
+
+
+@pytest.mark.slow
+def test_children_score_on_the_prefix_cache_and_book_the_hit(vllm_prm, hf_prm):
+    q = "Start with 17. " * 8 + "What is the result?"
+    parent = ScoreRequest(q, [f"Add {i} to get {17 + i}." for i in range(4)], tag="parent")
+    children = [ScoreRequest(q, parent.steps + [f"Then add {k} more."], tag=f"child {k}") for k in range(3)]
+    first = vllm_prm.score([parent])[0]
+    got = vllm_prm.score(children)
+    want = hf_prm.score(children)
+    for g, w in zip(got, want):
+        assert g.scores == pytest.approx(w.scores, abs=1e-4)
+        assert g.prompt_tokens == w.prompt_tokens
+        # the parent's path (whole 32-token blocks of it) came from the engine's prefix cache
+        assert g.cached_tokens >= (first.prompt_tokens // 32) * 32 > 0
+    again = vllm_prm.score([parent])[0]  # every tag scored before: nothing runs
+    assert again.scores == first.scores and again.cached_tokens == again.prompt_tokens
