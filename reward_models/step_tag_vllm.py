@@ -71,6 +71,7 @@ class StepTagVLLMPRM(StepTagLayout):
         self._known: OrderedDict[tuple[int, ...], float] = OrderedDict()  # prefix ending at a tag -> P(good)
         self._known_cap = max(1024, cfg.kv_cache_bytes // 64)
         self._cached: list[int] = []  # per sequence of the last _pool call: tokens served by the prefix cache
+        self._rows: list[int] = []  # and classifier rows computed
         try:
             src = check_path(cfg.path, cfg.gguf_file)
         except BadInput as e:
@@ -137,12 +138,14 @@ class StepTagVLLMPRM(StepTagLayout):
                 (todo.append([]) if r == len(todo) else None)
                 todo[r].append((i, p))
         run = [0] * len(seqs)  # tokens the engine computed for each sequence
+        self._rows = [0] * len(seqs)  # classifier rows computed: one per prompt sent
         for rank in todo:  # one engine call per rank: rank r + 1 reads rank r's blocks from the cache
             unique = list(dict.fromkeys(tuple(seqs[i][: p + 1]) for i, p in rank))
             got = dict(zip(unique, self._encode([list(u) for u in unique])))
             for i, p in rank:
                 key = tuple(seqs[i][: p + 1])
                 run[i] += len(key) - got[key][1]
+                self._rows[i] += 1
                 self._remember(key, got[key][0])
         # booked as one read of the path with the rest served from cache (exact for a child's one prompt)
         self._cached = [len(s) - min(len(s), n) for s, n in zip(seqs, run)]
@@ -164,12 +167,15 @@ class StepTagVLLMPRM(StepTagLayout):
         raw: list[list[float]] = [[] for _ in requests]
         self._cached = []
         pooled = self._pool([seqs[i] for i in live]) if live else []
-        hits = self._cached if len(self._cached) == len(live) else [0] * len(live)
-        cached = [0] * len(requests)
-        for i, got, hit in zip(live, pooled, hits):
-            raw[i], cached[i] = got, hit
+        fresh = len(self._cached) == len(live)  # a test double of _pool may not set them
+        hits = self._cached if fresh else [0] * len(live)
+        rows_sent = self._rows if fresh else [None] * len(live)
+        cached: list[int] = [0] * len(requests)
+        rows: list[Any] = [0] * len(requests)
+        for i, got, hit, n in zip(live, pooled, hits, rows_sent):
+            raw[i], cached[i], rows[i] = got, hit, n
         return [ScoreResult(scores=check_scores(self.cfg, request_tag(r, i), raw[i], len(r.steps), cut[i]),
-                            prompt_tokens=len(seqs[i]), cached_tokens=cached[i])
+                            prompt_tokens=len(seqs[i]), cached_tokens=cached[i], head_rows=rows[i])
                 for i, r in enumerate(requests)]
 
     def close(self) -> None:

@@ -178,5 +178,6 @@ def test_children_score_on_the_prefix_cache_and_book_the_hit(vllm_prm, hf_prm):
         assert g.prompt_tokens == w.prompt_tokens
         # the parent's path (whole 32-token blocks of it) came from the engine's prefix cache
         assert g.cached_tokens >= (first.prompt_tokens // 32) * 32 > 0
+        assert g.head_rows == 1  # only the new tag was sent
     again = vllm_prm.score([parent])[0]  # every tag scored before: nothing runs
     assert again.scores == first.scores and again.cached_tokens == again.prompt_tokens
