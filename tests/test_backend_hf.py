@@ -249,7 +249,7 @@ def test_prefill_layout_logits_match_full_prefill(zoo):
     assert [gr.cached for gr in groups] == [len(kids[0]) - 2, len(kids[1]) - 3, 0]
     dec = BatchDecoder(g.model, g.tokenizer, g.eos_ids, g.pad_id)
     with torch.inference_mode():
-        batched, _, _ = dec._prefill(groups)
+        batched, _, _ = dec.prefill(groups)
         for i, p in enumerate(prompts):
             full = g.model(input_ids=torch.tensor([p])).logits[0, -1]
             torch.testing.assert_close(batched[i], full, atol=2e-4, rtol=1e-4)

@@ -56,7 +56,7 @@ class Group:
 
 
 @dataclass
-class _Row:
+class Row:
     group: Group
     sample: int
     pays_prefill: bool  # the first sample of a group is charged for the prompt; the rest share it
@@ -94,7 +94,7 @@ class BatchDecoder:
         self.device = next(model.parameters()).device
         self.keep_last = True  # compute only the last position's logits (what the ledger prices)
 
-    def _forward(self, input_ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor, cache: Any) -> torch.Tensor:
+    def forward(self, input_ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor, cache: Any) -> torch.Tensor:
         kw = dict(input_ids=input_ids, attention_mask=mask, position_ids=pos, past_key_values=cache, use_cache=True)
         if self.keep_last:
             try:
@@ -105,7 +105,7 @@ class BatchDecoder:
                 self.keep_last = False
         return self.model(**kw).logits[:, -1, :]
 
-    def _prefill(self, groups: list[Group], extra: int = 0) -> tuple[torch.Tensor, torch.Tensor, Any]:
+    def prefill(self, groups: list[Group], extra: int = 0) -> tuple[torch.Tensor, torch.Tensor, Any]:
         """Last-position logits, attention mask and KV cache (slabs with room for `extra` more
         tokens), one row per group. Groups whose
         uncached tails differ much in length are prefilled in separate forwards (padding would be
@@ -114,8 +114,8 @@ class BatchDecoder:
 
         parts = prefill_buckets([len(g.prompt) - g.cached for g in groups])
         if len(parts) == 1:
-            return self._prefill_part(groups, extra)
-        outs = [self._prefill_part([groups[i] for i in p], 0) for p in parts]
+            return self.prefill_part(groups, extra)
+        outs = [self.prefill_part([groups[i] for i in p], 0) for p in parts]
         width = max(m.shape[1] for _, m, _ in outs)
         logits = outs[0][0].new_empty((len(groups), outs[0][0].shape[-1]))
         mask = outs[0][1].new_zeros((len(groups), width))
@@ -136,7 +136,7 @@ class BatchDecoder:
         cache.layers = layers
         return logits, mask, cache
 
-    def _prefill_part(self, groups: list[Group], extra: int) -> tuple[torch.Tensor, torch.Tensor, Any]:
+    def prefill_part(self, groups: list[Group], extra: int) -> tuple[torch.Tensor, torch.Tensor, Any]:
         from transformers import DynamicCache
 
         cached = [g.cached for g in groups]
@@ -165,14 +165,14 @@ class BatchDecoder:
                 layers.append(slab)
             cache.layers = layers
         mask = mask.to(self.device)
-        logits = self._forward(ids.to(self.device), mask, pos.to(self.device), cache)
+        logits = self.forward(ids.to(self.device), mask, pos.to(self.device), cache)
         return logits, mask, cache
 
     def run(self, groups: list[Group]) -> list[tuple[int, int, Completion]]:
         """(request index, sample index, completion) for every sample of every group."""
         extra = max(g.max_tokens for g in groups)
-        logits, mask, cache = self._prefill(groups, extra)
-        rows = [_Row(g, s, j == 0, window=max((len(x) for x in g.stops), default=0) + 8)
+        logits, mask, cache = self.prefill(groups, extra)
+        rows = [Row(g, s, j == 0, window=max((len(x) for x in g.stops), default=0) + 8)
                 for g in groups for j, s in enumerate(g.samples)]
         index = torch.tensor([i for i, g in enumerate(groups) for _ in g.samples], device=self.device)
         if len(rows) != len(groups):  # share each group's prefill among its samples: one copy
@@ -189,11 +189,11 @@ class BatchDecoder:
         step = 0
         while True:
             tokens = sample_next(logits, temp, top_p, seeds, sample_idx, step)
-            finished = self._advance(rows, tokens.tolist())
+            finished = self.advance(rows, tokens.tolist())
             for i, reason, stop in finished:
-                results.append(self._complete(rows[i], reason, stop))
+                results.append(self.complete(rows[i], reason, stop))
                 if self.store is not None:
-                    self._store(rows[i], cache, i, mask[i])
+                    self.store_kv(rows[i], cache, i, mask[i])
             if finished:
                 if len(finished) == len(rows):
                     return results
@@ -206,13 +206,13 @@ class BatchDecoder:
                 rows = [rows[i] for i in order]
                 mask, tokens, next_pos = mask[keep], tokens[keep], next_pos[keep]
                 temp, top_p, seeds, sample_idx = temp[keep], top_p[keep], seeds[keep], sample_idx[keep]
-                mask = self._trim(cache, mask)
+                mask = self.trim(cache, mask)
             step += 1
             mask = torch.cat([mask, mask.new_ones((len(rows), 1))], dim=1)
-            logits = self._forward(tokens[:, None], mask, next_pos[:, None], cache)
+            logits = self.forward(tokens[:, None], mask, next_pos[:, None], cache)
             next_pos = next_pos + 1
 
-    def _advance(self, rows: list[_Row], tokens: list[int]) -> list[tuple[int, str, Optional[str]]]:
+    def advance(self, rows: list[Row], tokens: list[int]) -> list[tuple[int, str, Optional[str]]]:
         """Append each row's new token; return (row, finish_reason, stop string) for rows that end."""
         finished: list[tuple[int, str, Optional[str]]] = []
         to_check: list[int] = []
@@ -234,7 +234,7 @@ class BatchDecoder:
                     finished.append((i, "length", None))
         return finished
 
-    def _complete(self, row: _Row, reason: str, stop: Optional[str]) -> tuple[int, int, Completion]:
+    def complete(self, row: Row, reason: str, stop: Optional[str]) -> tuple[int, int, Completion]:
         g = row.group
         if reason == "eos":
             text = self.tok.decode(row.ids[:-1], **_DECODE)
@@ -247,7 +247,7 @@ class BatchDecoder:
                           generated_tokens=len(row.ids), stop_reason=stop)
         return g.request, row.sample, done
 
-    def _store(self, row: _Row, cache: Any, r: int, mask_row: torch.Tensor) -> None:
+    def store_kv(self, row: Row, cache: Any, r: int, mask_row: torch.Tensor) -> None:
         """Keep the KV of everything the row fed (prompt + generated ids but the last one)."""
         cols = mask_row.nonzero(as_tuple=True)[0]
         ids = row.group.prompt + row.ids[:-1]
@@ -259,7 +259,7 @@ class BatchDecoder:
         self.store.insert(ids, keys, values)
 
     @staticmethod
-    def _trim(cache: Any, mask: torch.Tensor) -> torch.Tensor:
+    def trim(cache: Any, mask: torch.Tensor) -> torch.Tensor:
         """Drop leading columns that are padding in every remaining row."""
         live = mask.any(dim=0).nonzero(as_tuple=True)[0]
         first = int(live[0]) if live.numel() else 0

@@ -136,34 +136,33 @@ class SlabLayer(DynamicLayer):
             self._v.index_copy_(0, holes, self._v.index_select(0, movers))
         self.rows = rows
 
-
-def admit_rows(layer: SlabLayer, keys: torch.Tensor, values: torch.Tensor, extra: int) -> int:
-    """Append the rows of (q, heads, w, dim) `keys` / `values` (prefilled KV, right-aligned: its
-    last column is the row's newest token) to a running slab, aligned so that their last column is
-    the slab's last written column (the next decode step writes every row's new token at the same
-    column). If w exceeds the slab's width the old rows are shifted right (one copy of the slab).
-    Row and column room grow geometrically; `extra` columns are kept free after the end.
-    Returns how many columns were added in front (the caller pads its mask by as many)."""
-    q, w = keys.shape[0], keys.shape[-2]
-    shift = max(0, w - layer.n)
-    n = layer.n + shift
-    rows = layer.rows + q
-    cap_rows, cap_cols = layer._k.shape[0], layer._k.shape[-2]
-    need_cols = n + extra
-    if shift or rows > cap_rows or need_cols > cap_cols:
-        new_rows = rows if rows <= cap_rows else max(rows, 2 * cap_rows)
-        new_cols = max(need_cols, cap_cols + shift)
-        for name in ("_k", "_v"):
-            old = getattr(layer, name)
-            new = old.new_zeros((new_rows, old.shape[1], new_cols, old.shape[-1]))
-            new[: layer.rows, :, shift : shift + layer.n] = old[: layer.rows, :, : layer.n]
-            setattr(layer, name, new)
-    for name, src in (("_k", keys), ("_v", values)):
-        buf = getattr(layer, name)
-        buf[layer.rows : rows, :, : n - w] = 0  # masked padding, never uninitialised memory
-        buf[layer.rows : rows, :, n - w : n] = src
-    layer.rows, layer.n = rows, n
-    return shift
+    def admit(self, keys: torch.Tensor, values: torch.Tensor, extra: int) -> int:
+        """Append the rows of (q, heads, w, dim) `keys` / `values` (prefilled KV, right-aligned: its
+        last column is the row's newest token) to this running slab, aligned so that their last column is
+        the slab's last written column (the next decode step writes every row's new token at the same
+        column). If w exceeds the slab's width the old rows are shifted right (one copy of the slab).
+        Row and column room grow geometrically; `extra` columns are kept free after the end.
+        Returns how many columns were added in front (the caller pads its mask by as many)."""
+        q, w = keys.shape[0], keys.shape[-2]
+        shift = max(0, w - self.n)
+        n = self.n + shift
+        rows = self.rows + q
+        cap_rows, cap_cols = self._k.shape[0], self._k.shape[-2]
+        need_cols = n + extra
+        if shift or rows > cap_rows or need_cols > cap_cols:
+            new_rows = rows if rows <= cap_rows else max(rows, 2 * cap_rows)
+            new_cols = max(need_cols, cap_cols + shift)
+            for name in ("_k", "_v"):
+                old = getattr(self, name)
+                new = old.new_zeros((new_rows, old.shape[1], new_cols, old.shape[-1]))
+                new[: self.rows, :, shift : shift + self.n] = old[: self.rows, :, : self.n]
+                setattr(self, name, new)
+        for name, src in (("_k", keys), ("_v", values)):
+            buf = getattr(self, name)
+            buf[self.rows : rows, :, : n - w] = 0  # masked padding, never uninitialised memory
+            buf[self.rows : rows, :, n - w : n] = src
+        self.rows, self.n = rows, n
+        return shift
 
 
 def compaction_order(n_rows: int, dead: set[int]) -> tuple[list[int], list[int], list[int]]:

@@ -7,7 +7,7 @@ row costs ~2x more on a CPU and a GPU idles. Here requests wait in a queue bound
 `batch_tokens` (prompt + max new tokens per row, as for the whole batches of hf.py); whenever
 rows finish, waiting groups are prefilled (one forward, the layout of hf_decode.py) and their KV
 is appended to the running slabs, aligned so that the next decode step writes every row's token
-at the same column (hf_kv.admit_rows). `on_done` sees every finished sample and may return new
+at the same column (SlabLayer.admit, hf_kv.py). `on_done` sees every finished sample and may return new
 groups (a search whose round is complete submits its next round without waiting for the others).
 
 Results do not depend on the batching: sampling noise is keyed by (seed, sample, tokens the row
@@ -23,8 +23,8 @@ from typing import Any, Callable, Optional
 
 import torch
 
-from rebase.backends.hf_decode import BatchDecoder, Group, _Row
-from rebase.backends.hf_kv import admit_rows, compaction_order
+from rebase.backends.hf_decode import BatchDecoder, Group, Row
+from rebase.backends.hf_kv import compaction_order
 from rebase.backends.hf_sampling import sample_next
 from rebase.types import Completion
 
@@ -39,7 +39,7 @@ class LiveBatch:
 
     def __init__(self, dec: BatchDecoder):
         self.dec = dec
-        self.rows: list[_Row] = []
+        self.rows: list[Row] = []
         self.cache: Any = None
         self.cost = 0  # prompt + max new tokens over the live rows (the batch_tokens budget)
         for f in self.FIELDS:
@@ -48,10 +48,10 @@ class LiveBatch:
     def admit(self, groups: list[Group]) -> None:
         """Prefill `groups` (one forward per length bucket) and join them to the running batch."""
         dec, dev = self.dec, self.dec.device
-        rows = [_Row(g, s, j == 0, window=max((len(x) for x in g.stops), default=0) + 8)
+        rows = [Row(g, s, j == 0, window=max((len(x) for x in g.stops), default=0) + 8)
                 for g in groups for j, s in enumerate(g.samples)]
         extra = max([r.group.max_tokens - len(r.ids) for r in self.rows + rows])
-        logits, mask, cache = dec._prefill(groups, 0 if self.rows else extra)
+        logits, mask, cache = dec.prefill(groups, 0 if self.rows else extra)
         index = torch.tensor([i for i, g in enumerate(groups) for _ in g.samples], device=dev)
         if len(rows) != len(groups):  # each group's prefill shared by its samples: one copy
             mask, logits = mask[index], logits[index]
@@ -74,7 +74,7 @@ class LiveBatch:
             return
         shift = 0
         for live, fresh in zip(self.cache.layers, cache.layers):
-            shift = admit_rows(live, fresh.keys, fresh.values, extra)
+            shift = live.admit(fresh.keys, fresh.values, extra)
         width = self.mask.shape[1] + shift
         self.mask = torch.cat([self.mask.new_zeros((len(self.rows), shift)), self.mask], dim=1) if shift else self.mask
         pad = mask.new_zeros((len(rows), width - mask.shape[1]))
@@ -99,14 +99,14 @@ class LiveBatch:
         self.rows = [self.rows[i] for i in order]
         for f in self.FIELDS:
             setattr(self, f, getattr(self, f)[keep])
-        self.mask = self.dec._trim(self.cache, self.mask)
+        self.mask = self.dec.trim(self.cache, self.mask)
         return order
 
     def decode(self, tokens: torch.Tensor) -> None:
         """Feed every live row its newest token: one forward, next logits."""
         self.steps = self.steps + 1
         self.mask = torch.cat([self.mask, self.mask.new_ones((len(self.rows), 1))], dim=1)
-        self.logits = self.dec._forward(tokens[:, None], self.mask, self.next_pos[:, None], self.cache)
+        self.logits = self.dec.forward(tokens[:, None], self.mask, self.next_pos[:, None], self.cache)
         self.next_pos = self.next_pos + 1
 
 
@@ -123,12 +123,12 @@ def stream(dec: BatchDecoder, groups: list[Group], budget: Optional[int], on_don
         if joining:
             live.admit(joining)
         tokens = sample_next(live.logits, live.temp, live.top_p, live.seeds, live.sample_idx, live.steps)
-        finished = dec._advance(live.rows, tokens.tolist())
+        finished = dec.advance(live.rows, tokens.tolist())
         done = []
         for i, reason, stop in finished:
-            done.append(dec._complete(live.rows[i], reason, stop))
+            done.append(dec.complete(live.rows[i], reason, stop))
             if dec.store is not None:
-                dec._store(live.rows[i], live.cache, i, live.mask[i])
+                dec.store_kv(live.rows[i], live.cache, i, live.mask[i])
         results.extend(done)
         if finished:
             order = live.drop({f[0] for f in finished})
