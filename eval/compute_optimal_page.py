@@ -47,8 +47,8 @@ def _headline(s: dict) -> str:
 
 
 def _held_out(h: dict) -> str:
-    if not h:
-        return ""
+    if not h or "flops_ratio" not in h:
+        return f"<li>held out: {html.escape(h.get('note', 'not checked'))}</li>" if h else ""
     return (f"<li>held out ({html.escape(h['note'])}): best single configuration {_fmt(h['single_accuracy'])} at "
             f"{_fmt(h['single_flops'])} FLOPs, per-level allocation {_fmt(h['allocation_accuracy'])} at "
             f"{_fmt(h['allocation_flops'])} FLOPs ({_fmt(h['flops_ratio'])}x fewer)</li>")
