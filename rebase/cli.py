@@ -5,6 +5,7 @@
     rebase report DIR [--flops-view paper|policy|total] curves, Pareto, fits, plots, index.html
     rebase replay DIR [--aggregator A] [--reduction R]  re-aggregate saved trees, no generation
     rebase demo [--out DIR]                             the embedded default (rebase/demo/demo.yaml)
+    rebase ls [strategies|aggregators|prms|backends|datasets]   registered components, plugins included
 
 Exit codes: 0 success, 2 bad input (one line naming the culprit, nothing written), 1 a failure
 during the run (records already computed are kept). The last stdout line is a JSON summary.
@@ -22,6 +23,8 @@ from typing import Any, Optional
 
 from rebase.demo import DEMO_CONFIG  # shipped inside the package
 from rebase.errors import BadInput, RunFailure
+
+KINDS = ("strategies", "aggregators", "prms", "backends", "datasets")
 
 
 def _env_defaults() -> None:
@@ -56,7 +59,23 @@ def _parser() -> argparse.ArgumentParser:
                    help="spread the demo over Ray actors (a local cluster uses every core)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--no-progress", action="store_true")
+    p = sub.add_parser("ls", help="list registered components (built-in and plugins) with their one-line docs")
+    p.add_argument("kind", nargs="?", default=None, choices=KINDS)
     return ap
+
+
+def _ls(kind: Optional[str]) -> dict:
+    from rebase.registry import ALL
+
+    out = {}
+    for reg in ALL:
+        if kind in (None, reg.plural):
+            out[reg.plural] = reg.describe()
+            print(f"{reg.plural}:")
+            width = max(map(len, out[reg.plural]), default=0)
+            for name, doc in out[reg.plural].items():
+                print(f"  {name.ljust(width)}  {doc}".rstrip())
+    return out
 
 
 def _default_out(config: str, cfg: Any, fresh: bool) -> Path:
@@ -98,6 +117,8 @@ def dispatch(args: argparse.Namespace) -> tuple[dict, int]:
         s["report"] = r.get("files", {}).get("index.html", str(Path(args.out) / "report" / "index.html"))
         print(f"report: {s['report']}", file=sys.stderr)
         return s, 1 if s["failed"] else 0
+    if args.cmd == "ls":
+        return _ls(args.kind), 0
     raise BadInput(f"unknown command {args.cmd}")
 
 

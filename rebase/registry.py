@@ -9,13 +9,17 @@ strings so that importing rebase, or validating a config, never imports them.
     @STRATEGIES.register("rebase")
     class Rebase: ...
 
-A miss raises BadInput: "unknown strategy 'rebse'; did you mean 'rebase'?; available: ...".
+A miss raises BadInput: "unknown strategy 'rebse'; did you mean 'rebase'?; available: ...". A name
+registered twice by different objects (two plugins, or a plugin and a built-in) is a BadInput too:
+nothing is silently overwritten. Third-party components arrive through the `rebase.plugins`
+entry-point group (rebase/plugins.py).
 """
 
 from __future__ import annotations
 
 import difflib
 import importlib
+import inspect
 from typing import Any, Callable
 
 from rebase.errors import BadInput
@@ -24,32 +28,44 @@ from rebase.errors import BadInput
 class Registry:
     """A named table of implementations; values are objects or lazy "module:attr" paths."""
 
-    def __init__(self, kind: str, modules: tuple[str, ...] = ()):
+    def __init__(self, kind: str, plural: str):
         self.kind = kind
+        self.plural = plural  # the `rebase ls` word: strategies, aggregators, prms, backends, datasets
         self._table: dict[str, Any] = {}
-        # modules imported on first lookup so their @register decorators run (no import-time work)
-        self._modules = modules
-        self._loaded = False
+        self._docs: dict[str, str] = {}
+
+    def _add(self, name: str, obj: Any) -> None:
+        old = self._table.get(name)
+        if old is not None and old is not obj and not _same(old, obj):
+            raise BadInput(f"{self.kind} '{name}' is registered twice ({_where(old)} and {_where(obj)}); "
+                           "rename one of them")
+        self._table[name] = obj
 
     def register(self, name: str) -> Callable[[Any], Any]:
+        """Decorator: `@STRATEGIES.register("my_search")`. A name taken by another object is an error."""
+
         def deco(obj: Any) -> Any:
-            self._table[name] = obj
+            self._add(name, obj)
             return obj
 
         return deco
 
-    def register_lazy(self, name: str, target: str) -> None:
-        """Register "package.module:attr", imported only when `name` is first looked up."""
-        self._table[name] = target
+    def register_lazy(self, name: str, target: str, doc: str = "") -> None:
+        """Register "package.module:attr", imported only when `name` is first looked up; `doc` is
+        its one-line description for `rebase ls` (read without importing it)."""
+        self._add(name, target)
+        if doc:
+            self._docs[name] = doc
 
-    def _load_modules(self) -> None:
-        if not self._loaded:
-            self._loaded = True
-            for mod in self._modules:
-                importlib.import_module(mod)
+    def unregister(self, name: str) -> None:
+        """Remove `name` (tests that register a component of their own clean up with this)."""
+        self._table.pop(name, None)
+        self._docs.pop(name, None)
 
     def names(self) -> list[str]:
-        self._load_modules()
+        from rebase.plugins import load_plugins
+
+        load_plugins()  # built-in components and `rebase.plugins` entry points register themselves
         return sorted(self._table)
 
     def __contains__(self, name: str) -> bool:
@@ -72,10 +88,37 @@ class Registry:
             self._table[name] = obj
         return obj
 
+    def describe(self) -> dict[str, str]:
+        """name -> one-line description: the lazy entry's doc, else the first docstring line."""
+        out = {}
+        for name in self.names():
+            doc = self._docs.get(name)
+            if doc is None:
+                try:
+                    doc = (inspect.getdoc(self.get(name)) or "").strip().splitlines()
+                    doc = doc[0] if doc else ""
+                except Exception as e:  # noqa: BLE001 - a broken plugin is listed, not fatal
+                    doc = f"(cannot import: {type(e).__name__}: {e})".splitlines()[0]
+            out[name] = doc
+        return out
 
-# The project's registries. Modules listed here hold only light code or lazy registrations.
-STRATEGIES = Registry("strategy", ("strategies",))
-AGGREGATORS = Registry("aggregator", ("strategies.aggregators",))
-PRM_FAMILIES = Registry("PRM family", ("reward_models",))
-BACKENDS = Registry("backend", ("rebase.backends",))
-DATASETS = Registry("dataset", ("rebase.tasks.datasets",))
+
+def _same(a: Any, b: Any) -> bool:
+    """A lazy path and the object it names are the same registration (a module imported twice, or
+    an entry resolved by get)."""
+    return _where(a) == _where(b)
+
+
+def _where(obj: Any) -> str:
+    if isinstance(obj, str):
+        return obj
+    return f"{getattr(obj, '__module__', '?')}:{getattr(obj, '__qualname__', type(obj).__name__)}"
+
+
+# The project's registries; rebase/plugins.py fills them (built-ins first, then entry points).
+STRATEGIES = Registry("strategy", "strategies")
+AGGREGATORS = Registry("aggregator", "aggregators")
+PRM_FAMILIES = Registry("PRM family", "prms")
+BACKENDS = Registry("backend", "backends")
+DATASETS = Registry("dataset", "datasets")
+ALL = (STRATEGIES, AGGREGATORS, PRM_FAMILIES, BACKENDS, DATASETS)

@@ -60,11 +60,13 @@ def vote_totals(cands: Sequence[Candidate], weighted: bool, reduction: str = "la
 
 @AGGREGATORS.register("majority")
 def majority(cands: Sequence[Candidate], reduction: str = "last", include_truncated: bool = False) -> Optional[str]:
+    """The most frequent answer; ties go to the answer seen first."""
     return _argmax_first(vote_totals(cands, False, reduction, include_truncated))
 
 
 @AGGREGATORS.register("best_of_n")
 def best_of_n(cands: Sequence[Candidate], reduction: str = "last", include_truncated: bool = False) -> Optional[str]:
+    """The answer of the candidate with the highest reduced PRM score."""
     best, best_v = None, -math.inf
     for c in voters(cands, include_truncated):
         v = reduce_scores(c.step_scores, reduction)
@@ -75,6 +77,7 @@ def best_of_n(cands: Sequence[Candidate], reduction: str = "last", include_trunc
 
 @AGGREGATORS.register("weighted_majority")
 def weighted_majority(cands: Sequence[Candidate], reduction: str = "last", include_truncated: bool = False) -> Optional[str]:
+    """The answer with the largest sum of reduced PRM scores over its candidates."""
     return _argmax_first(vote_totals(cands, True, reduction, include_truncated))
 
 

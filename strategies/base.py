@@ -15,7 +15,8 @@ running decode as soon as its own round is scored (strategies/rebase.py, `pipeli
             width: int = 4  # documented here, validated by pydantic
         def search(self, problems, budget, ctx): ...
 
-Register it with `@STRATEGIES.register("my_search")` in a module listed in strategies/__init__.py.
+Register it with `@STRATEGIES.register("my_search")` in a module listed in strategies/__init__.py, or
+in a third-party module named by a `rebase.plugins` entry point (rebase/plugins.py).
 """
 
 from __future__ import annotations

@@ -54,6 +54,8 @@ def beam_allocate(budget: int, rewards: Sequence[float], width: int) -> list[int
 
 @STRATEGIES.register("beam_search")
 class BeamSearch(Rebase):
+    """Beam search: keep the top-scored nodes of each depth, an equal share of children each."""
+
     name = "beam_search"
     needs_prm = True
     default_aggregator = "weighted_majority"

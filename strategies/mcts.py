@@ -89,6 +89,8 @@ def backup(tree: Tree, child: Node) -> None:
 
 @STRATEGIES.register("mcts")
 class MCTS(Strategy):
+    """Monte Carlo tree search with PRM rewards as values (UCT selection, expansion, backup)."""
+
     name = "mcts"
     needs_prm = True
     default_aggregator = "weighted_majority"

@@ -81,6 +81,8 @@ def allocate(budget: int, rewards: Sequence[float], temperature: float,
 
 @STRATEGIES.register("rebase")
 class Rebase(Strategy):
+    """REBASE: each round expands every open node with children in proportion to softmax(PRM / T)."""
+
     name = "rebase"
     needs_prm = True
     default_aggregator = "weighted_majority"

@@ -109,12 +109,16 @@ class Greedy(NSample):
 
 @STRATEGIES.register("majority")
 class Majority(NSample):
+    """N samples, the most frequent answer wins (no PRM)."""
+
     name = "majority"
     default_aggregator = "majority"
 
 
 @STRATEGIES.register("best_of_n")
 class BestOfN(NSample):
+    """N samples, the PRM's highest-scored one wins."""
+
     name = "best_of_n"
     needs_prm = True
     default_aggregator = "best_of_n"
@@ -122,6 +126,8 @@ class BestOfN(NSample):
 
 @STRATEGIES.register("weighted_majority")
 class WeightedMajority(NSample):
+    """N samples, answers voted with their PRM scores as weights."""
+
     name = "weighted_majority"
     needs_prm = True
     default_aggregator = "weighted_majority"

@@ -41,8 +41,8 @@ def counting():
     PRM_FAMILIES.register("counting_test")(CountingPRM)
     EVENTS.clear()
     yield
-    BACKENDS._table.pop("counting_test", None)
-    PRM_FAMILIES._table.pop("counting_test", None)
+    BACKENDS.unregister("counting_test")
+    PRM_FAMILIES.unregister("counting_test")
 
 
 def model(name: str, params=None) -> SimpleNamespace:

@@ -70,7 +70,7 @@ def scripted():
     BACKENDS.register("scripted_test")(ScriptedBackend)
     Script.fail_on, Script.prompts = None, []
     yield Script
-    BACKENDS._table.pop("scripted_test", None)
+    BACKENDS.unregister("scripted_test")
 
 
 def questions(data_dir: Path, k: int) -> list[str]:

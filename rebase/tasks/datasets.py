@@ -41,7 +41,8 @@ _MATH_SUBJECTS = ("algebra", "counting_and_probability", "geometry", "intermedia
                   "number_theory", "prealgebra", "precalculus")
 
 # The only module-level action: a lazy entry, so looking up datasets never imports rebase.tasks.arith.
-DATASETS.register_lazy("arith", "rebase.tasks.arith:load_arith")
+DATASETS.register_lazy("arith", "rebase.tasks.arith:load_arith",
+                       "generated multi-step arithmetic (levels 1-5), the demo world's dataset")
 
 
 def read_jsonl(path: str | Path) -> list[Row]:
@@ -105,6 +106,7 @@ def _level(value: Any) -> Optional[int]:
 
 @DATASETS.register("gsm8k")
 def load_gsm8k(cfg: DatasetConfig) -> list[Problem]:
+    """GSM8K grade-school word problems (openai/gsm8k, or `path:` JSONL with question/answer)."""
     rows = read_jsonl(cfg.path) if cfg.path else _hub_rows("openai/gsm8k", ["main"], cfg.split)
     out = []
     for i, row in enumerate(rows):
@@ -120,6 +122,7 @@ def load_gsm8k(cfg: DatasetConfig) -> list[Problem]:
 
 @DATASETS.register("math500")
 def load_math500(cfg: DatasetConfig) -> list[Problem]:
+    """MATH-500 competition problems (HuggingFaceH4/MATH-500, or `path:` JSONL), levels 1-5."""
     rows = read_jsonl(cfg.path) if cfg.path else _hub_rows("HuggingFaceH4/MATH-500", [None], cfg.split)
     return [Problem(id=str(_field(r, "unique_id")), question=str(_field(r, "problem")),
                     gold=str(_field(r, "answer")).strip(), dataset="math500",
@@ -129,6 +132,7 @@ def load_math500(cfg: DatasetConfig) -> list[Problem]:
 
 @DATASETS.register("math")
 def load_math(cfg: DatasetConfig) -> list[Problem]:
+    """The MATH test set (EleutherAI/hendrycks_math, or `path:` JSONL), boxed gold answers."""
     rows = read_jsonl(cfg.path) if cfg.path else _hub_rows("EleutherAI/hendrycks_math", _MATH_SUBJECTS, cfg.split)
     out = []
     for i, row in enumerate(rows):
