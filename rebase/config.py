@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional
 
@@ -21,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError,
 
 from rebase.errors import BadInput
 from rebase.model_config import BACKEND_NAMES, ModelConfig, OpenAIModel, TransformersModel, VLLMModel  # noqa: F401 - re-exported
+from rebase.config_checks import check_collisions, check_templates, strategy_label  # noqa: F401 - re-exported
 from rebase.names import check_name, check_unique
 from rebase.yaml_load import load_yaml
 
@@ -209,11 +209,6 @@ class RunConfig(Strict):
         return _no_repeats(v, "seed")
 
 
-def strategy_label(entry: StrategyConfig) -> str:
-    """The `strategy` field of the entry's records (and part of its tree file names)."""
-    return entry.label or entry.name
-
-
 def _set_dotted(d: dict[str, Any], key: str, value: Any) -> None:
     parts = key.split(".")
     if any(not p.strip() for p in parts):
@@ -328,8 +323,8 @@ def _check_semantics(source: str, cfg: RunConfig) -> None:
     for i, s in enumerate(cfg.strategies):
         if s.label is not None:
             check_name(s.label, f"{source}: strategies.{i}.label")
-    _check_collisions(source, cfg)
-    _check_templates(source, cfg)
+    check_collisions(source, cfg)
+    check_templates(source, cfg)
     for i, s in enumerate(cfg.strategies):
         cls = STRATEGIES.get(s.name)
         for a in ([s.aggregator] if s.aggregator else []) + (s.aggregators or []):
@@ -345,56 +340,6 @@ def _check_semantics(source: str, cfg: RunConfig) -> None:
             raise BadInput(f"{source}: strategies.{i}: '{s.name}' needs a 'prm' section")
         if s.name == "greedy" and any(b != 1 for b in s.budgets):
             raise BadInput(f"{source}: strategies.{i}.budgets: greedy takes budget 1 only")
-
-
-def _check_collisions(source: str, cfg: RunConfig) -> None:
-    """Two entries whose records would share a key (strategy, aggregator, budget) would overwrite
-    each other's records and trees: refuse, and say how to tell them apart."""
-    from rebase.registry import STRATEGIES
-
-    check_unique(source, ((f"strategies.{i}.label", s.label) for i, s in enumerate(cfg.strategies) if s.label),
-                 "strategy label")
-    owner: dict[tuple, int] = {}
-    for i, s in enumerate(cfg.strategies):
-        aggs = s.aggregators or [s.aggregator or STRATEGIES.get(s.name).default_aggregator]
-        if len(set(aggs)) != len(aggs):
-            raise BadInput(f"{source}: strategies.{i}.aggregators: an aggregator is listed twice")
-        for a in aggs:
-            for b in s.budgets:
-                key = (strategy_label(s).casefold(), a, b)
-                if key in owner:
-                    raise BadInput(f"{source}: strategies.{i}: its records ({strategy_label(s)}, {a}, budget {b}) "
-                                   f"collide with those of strategies.{owner[key]}; give one a distinct 'label'")
-                owner[key] = i
-
-
-# the placeholders each template may use; `{name}` right after a letter, digit, \, ^, _, { or } is a
-# LaTeX argument (\boxed{answer}, x^{2}, \frac{a}{b}) or an escaped brace, not a placeholder
-TEMPLATE_FIELDS = {"prompt.instruction": ("question",), "prm.judge_prompt": ("question", "steps", "step", "good", "bad")}
-_PLACEHOLDER = re.compile(r"(?<![A-Za-z0-9\\^_{}]){([A-Za-z_][A-Za-z0-9_]*)}")
-
-
-def _check_templates(source: str, cfg: RunConfig) -> None:
-    import string
-
-    texts = {"prompt.instruction": cfg.prompt.instruction, "prm.judge_prompt": cfg.prm.judge_prompt if cfg.prm else None}
-    for key, text in texts.items():
-        if text is None:
-            continue
-        allowed = TEMPLATE_FIELDS[key]
-        used = set(_PLACEHOLDER.findall(text))
-        if key == "prompt.instruction" and "{question}" in text:
-            # filled with str.format: every brace must be {question} or an escaped {{ }}
-            try:
-                used = {f for _, f, _, _ in string.Formatter().parse(text) if f is not None}
-            except ValueError as e:
-                raise BadInput(f"{source}: {key}: not a valid template ({e}); write {{{{ and }}}} for literal braces") from None
-        if key == "prm.judge_prompt" and "{step}" not in text:
-            raise BadInput(f"{source}: {key}: must contain the {{step}} placeholder")
-        unknown = sorted(u for u in used if u not in allowed)
-        if unknown:
-            raise BadInput(f"{source}: {key}: unknown placeholder {{{unknown[0]}}}; allowed: "
-                           + ", ".join(f"{{{a}}}" for a in allowed))
 
 
 def config_hash(cfg: RunConfig) -> str:
