@@ -10,7 +10,7 @@ in-process `vllm.LLM` started with `runner="pooling"`:
       good: "+"
       bad: "-"
       backend: vllm
-      engine_args: {gpu_memory_utilization: 0.3}   # passed to vllm.LLM(...) as they are
+      engine_args: {gpu_memory_utilization: 0.3}   # allowed vllm.LLM(...) arguments (rebase/engine_args.py)
 
 How the causal LM becomes a step scorer (docs/BACKENDS.md, "PRMs on vLLM"):
 - `convert="classify"` with `hf_overrides` `classifier_from_token: [bad, good]` and
