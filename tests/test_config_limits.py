@@ -59,17 +59,17 @@ def test_duplicate_keys_are_errors(tmp_path):
     refused(tmp_path, text, "line 5: duplicate key 'seeds' (first at line 4)")
 
 
-def bomb(levels: int = 9) -> str:
-    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x]"]
+def bomb(levels: int = 9, indent: str = "") -> str:
+    lines = [f"{indent}a0: &a0 [x, x, x, x, x, x, x, x, x]"]
     for i in range(1, levels):
-        lines.append(f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]")
+        lines.append(f"{indent}a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]")
     return "\n".join(lines)
 
 
 def test_alias_bomb_in_a_free_form_mapping_is_refused_quickly(tmp_path):
     # 9^9 = 387 million strings once expanded, inside vLLM's free-form engine_args
-    text = bomb() + "\n" + "models: [{name: m, path: p, backend: vllm, engine_args: {x: *a8}}]\n" \
-        "dataset: {name: gsm8k}\nstrategies: [{name: greedy}]\n"
+    text = ("models:\n  - {name: m, path: p, backend: vllm}\n  - name: m2\n    path: p\n    backend: vllm\n"
+            "    engine_args:\n" + bomb(indent="      ") + "\ndataset: {name: gsm8k}\nstrategies: [{name: greedy}]\n")
     t0 = time.perf_counter()
     refused(tmp_path, text, f"expands to more than {MAX_NODES} nodes")
     assert time.perf_counter() - t0 < 5
