@@ -58,6 +58,8 @@ class Subtree:
 
 @STRATEGIES.register("dvts")
 class DVTS(Strategy):
+    """DVTS: N / beam_width independent subtrees, each keeping the PRM's best of beam_width steps per round."""
+
     name = "dvts"
     needs_prm = True
     default_aggregator = "weighted_majority"

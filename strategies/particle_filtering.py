@@ -92,6 +92,8 @@ def resample(rewards: Sequence[float], n: int, temperature: float, method: str, 
 
 @STRATEGIES.register("particle_filtering")
 class ParticleFiltering(Rebase):
+    """Particle filtering: N particles, the open ones resampled each round from softmax(logit(PRM) / T)."""
+
     name = "particle_filtering"
     needs_prm = True
     default_aggregator = "weighted_majority"

@@ -38,6 +38,7 @@ def test_subtree_widths():
 
 def test_params_and_registry():
     assert STRATEGIES.get("dvts") is DVTS
+    assert DVTS.__doc__ and DVTS.__doc__.strip()  # the line `rebase ls` shows
     assert DVTS.needs_prm and DVTS.default_aggregator == "weighted_majority"
     assert DVTS().params.beam_width == 4 and DVTS().params.lookahead == 0
     with pytest.raises(ValidationError):

@@ -91,6 +91,7 @@ def test_resample_edge_cases():
 
 def test_params_and_registry():
     assert STRATEGIES.get("particle_filtering") is ParticleFiltering
+    assert ParticleFiltering.__doc__ and ParticleFiltering.__doc__.strip()  # the line `rebase ls` shows
     assert ParticleFiltering.needs_prm and ParticleFiltering.default_aggregator == "weighted_majority"
     p = ParticleFiltering().params
     assert (p.temperature, p.resampling, p.reward) == (1.0, "multinomial", "last")
