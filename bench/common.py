@@ -305,7 +305,7 @@ def compare(ctx: Any, ctx_nr: Any, problems: list[Any], budget: int, repeats: in
     from strategies.sampling import WeightedMajority
 
     rebase, wm = Rebase(balance_temperature=0.1), WeightedMajority()
-    lock_step = Rebase(balance_temperature=0.1, pipeline=False)  # rounds in step, as before pipelining
+    pipelined = Rebase(balance_temperature=0.1, pipeline=True)  # next rounds join the running decode
     log(f"warm-up, then {repeats} alternating rounds: {len(problems)} problems, N={budget}")
     run_strategy(rebase, problems[:2], 4, ctx)
     runs = alternate({
@@ -313,7 +313,7 @@ def compare(ctx: Any, ctx_nr: Any, problems: list[Any], budget: int, repeats: in
         "sampling": lambda: run_strategy(wm, problems, budget, ctx),
         "rebase_no_reuse": lambda: run_strategy(rebase, problems, budget, ctx_nr),
         "rebase_one_by_one": lambda: run_strategy(rebase, problems, budget, ctx, one_by_one=True),
-        "rebase_lock_step": lambda: run_strategy(lock_step, problems, budget, ctx),
+        "rebase_pipelined": lambda: run_strategy(pipelined, problems, budget, ctx),
     }, repeats)
     log("FLOP check: REBASE on 2 problems, N=4, policy and PRM under FlopCounterMode")
     fl = run_strategy(rebase, problems[:2], 4, ctx, meter=True)
@@ -322,7 +322,7 @@ def compare(ctx: Any, ctx_nr: Any, problems: list[Any], budget: int, repeats: in
         "rebase_vs_sampling_per_token": [a.per_token_ms / b.per_token_ms for a, b in zip(reb, smp)],
         "prefix_reuse_speedup": [b.wall_s / a.wall_s for a, b in zip(reb, runs["rebase_no_reuse"])],
         "batching_speedup": [b.wall_s / a.wall_s for a, b in zip(reb, runs["rebase_one_by_one"])],
-        "pipeline_speedup": [b.wall_s / a.wall_s for a, b in zip(reb, runs["rebase_lock_step"])],
+        "pipeline_speedup": [a.wall_s / b.wall_s for a, b in zip(reb, runs["rebase_pipelined"])],
     }
     out: dict[str, Any] = {k: round(median(v), 3) for k, v in by_round.items()}
     out["prm_tokens_rebase_vs_sampling"] = round(median([a.prm_per_generated / b.prm_per_generated

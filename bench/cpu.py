@@ -19,8 +19,8 @@ What it measures, variants alternated round by round and medians taken (the mach
 - prefix_reuse_speedup: REBASE wall time without KV reuse (policy prefix store and PRM store off)
   over with it;
 - batching_speedup: REBASE over the problems one by one over all in one batch;
-- pipeline_speedup: REBASE in lock-step rounds over pipelined REBASE (the default: a problem whose
-  round is done starts its next inside the running decode);
+- pipeline_speedup: REBASE in lock-step rounds (the default) over pipelined REBASE (`pipeline:
+  true`: a problem whose round is done starts its next inside the running decode);
 - flops_policy_vs_measured / flops_total_vs_measured: the ledger's `policy` / `total` view over
   torch FlopCounterMode's count of the policy's generate calls / of those and the PRM's score
   calls, in a (smaller) REBASE run.

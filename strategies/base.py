@@ -4,8 +4,8 @@ A strategy receives a *batch* of problems and a budget and returns one SearchRes
 Every round of every problem goes to the backend in ONE `generate` call and every new node of the
 round to the PRM in ONE `score` call (the rule that keeps tree search as cheap as sampling). On a
 backend with continuous batching (`supports_refill`, the transformers one) REBASE and beam search
-go further: one `generate` call for the whole search, each problem's next round joining the
-running decode as soon as its own round is scored (strategies/rebase.py, `pipeline`).
+can go further (`pipeline: true`): one `generate` call for the whole search, each problem's next
+round joining the running decode as soon as its own round is scored (strategies/rebase.py).
 
     class MyStrategy(Strategy):
         name = "my_search"

@@ -64,7 +64,7 @@ class BeamSearch(Rebase):
         beam_width: int = Field(4, ge=1)  # M: children per kept node; N / M nodes survive a round
         reward: Literal["last", "min", "prod", "mean"] = "last"  # R(node) from its path's step scores
         lookahead: int = Field(0, ge=0)  # greedy rollout steps scored before ranking (0 = off)
-        pipeline: bool = True  # as REBASE's: next rounds join the running decode (transformers; off with lookahead)
+        pipeline: bool = False  # as REBASE's: next rounds join the running decode (transformers; off with lookahead)
 
     def allocate(self, budget: int, rewards: list[float]) -> list[int]:
         return beam_allocate(budget, rewards, self.params.beam_width)

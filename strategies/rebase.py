@@ -8,8 +8,8 @@ unfinished node j of the round gets W_j = B_i * softmax(R_j / T_b) children (`al
 granted 0 children are pruned. Two schedules give the same trees for a given seed:
 - lock-step rounds (any backend): one generate call and one score call per round for the whole
   batch; a problem that is done drops out of later rounds;
-- `pipeline` (backends with continuous batching, i.e. transformers): one generate call for the
-  whole search; a problem whose round is done is scored and its next round joins the running
+- `pipeline: true` (backends with continuous batching, i.e. transformers; off by default, as
+  it was not measured faster on a CPU): one generate call for the whole search; a problem whose round is done is scored and its next round joins the running
   decode at once, so the decode batch never waits for another problem's slowest step.
 
 Rounding (`rounding`):
@@ -95,8 +95,9 @@ class Rebase(Strategy):
         # confidence (the Beta rule of strategies/stopping.py); None: always spend the whole budget
         stop_confidence: Optional[float] = Field(None, gt=0.5, lt=1.0)
         # a problem whose round is done starts its next one inside the running decode (backends
-        # with generate(..., refill=...), i.e. transformers); same trees as lock-step rounds
-        pipeline: bool = True
+        # with generate(..., refill=...), i.e. transformers); same trees as lock-step rounds. Off by
+        # default: not measured faster on a CPU (docs/PERFORMANCE.md)
+        pipeline: bool = False
 
     def decided(self, tree: Tree, ctx: SearchContext) -> bool:
         """Whether the finished candidates so far already agree (only with `stop_confidence`)."""
