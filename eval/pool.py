@@ -18,7 +18,7 @@ from typing import Any, Optional
 
 from rebase.flops import Ledger
 from rebase.types import Candidate, SearchResult
-from strategies.aggregators import aggregate
+from strategies.aggregators import aggregate, vote_key
 
 
 def subsets(n: int, k: int, rng: random.Random, max_subsets: int = 64) -> list[tuple[int, ...]]:
@@ -48,9 +48,20 @@ def subset_ledger(result: SearchResult, idx: tuple[int, ...], policy: Any, prm: 
     return led
 
 
+def modal_answer(answers: Counter, dataset: Optional[str]) -> Optional[str]:
+    """The most frequent answer group over the subsets (first seen on ties; no answer is a group
+    of its own), as its most frequent spelling."""
+    by_key: dict[Any, Counter] = {}
+    for a, n in answers.items():
+        by_key.setdefault(None if a is None else ("", vote_key(a, dataset)), Counter())[a] += n
+    best = max(by_key.values(), key=lambda c: sum(c.values()))  # max keeps the first of equal groups
+    return best.most_common(1)[0][0]
+
+
 def derive(result: SearchResult, k: int, aggregator: str, reduction: str, include_truncated: bool,
-           grade: Any, policy: Any, prm: Optional[Any], seed_parts: tuple) -> dict[str, Any]:
-    """Mean correctness, modal answer and mean costs of `aggregator` over k-subsets of the pool."""
+           grade: Any, policy: Any, prm: Optional[Any], seed_parts: tuple, dataset: Optional[str] = None) -> dict[str, Any]:
+    """Mean correctness, modal answer and mean costs of `aggregator` over k-subsets of the pool.
+    Votes, and the modal answer over subsets, group equivalent answers of `dataset` (vote_key)."""
     rng = random.Random(repr(seed_parts + (k,)))
     subs = subsets(len(result.candidates), k, rng)
     uses_prm = aggregator != "majority"
@@ -58,7 +69,7 @@ def derive(result: SearchResult, k: int, aggregator: str, reduction: str, includ
     finished = truncated = 0
     for idx in subs:
         cands: list[Candidate] = [result.candidates[i] for i in idx]
-        ans = aggregate(aggregator, cands, reduction, include_truncated)
+        ans = aggregate(aggregator, cands, reduction, include_truncated, dataset=dataset)
         answers[ans] += 1
         correct += float(grade(ans))
         finished += sum(c.finished and not c.truncated for c in cands)
@@ -66,6 +77,6 @@ def derive(result: SearchResult, k: int, aggregator: str, reduction: str, includ
         sums.update(subset_ledger(result, idx, policy, prm if uses_prm else None).summary())
     m = len(subs)
     out = {key: v / m for key, v in sums.items()}
-    out.update(answer=answers.most_common(1)[0][0], correct=correct / m, subsets=m, n_candidates=k,
+    out.update(answer=modal_answer(answers, dataset), correct=correct / m, subsets=m, n_candidates=k,
                n_finished=finished / m, n_truncated=truncated / m)
     return out

@@ -111,7 +111,7 @@ class AdaptiveVote(Strategy):
         return [self._result(p, st) for p, st in zip(problems, state)]
 
     def posterior(self, cands: list[Candidate], ctx: SearchContext) -> float:
-        totals = vote_totals(cands, self.weighted, self.params.reduction, ctx.include_truncated)
+        totals = vote_totals(cands, self.weighted, self.params.reduction, ctx.include_truncated, ctx.dataset)
         n_voters = len(voters(cands, ctx.include_truncated)) if self.weighted else None
         return leader_probability(totals, n_voters)
 

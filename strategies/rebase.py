@@ -106,7 +106,7 @@ class Rebase(Strategy):
             return False
         cands = tree.candidates(ctx)
         n_voters = len(voters(cands, ctx.include_truncated))
-        totals = vote_totals(cands, True, self.params.reward, ctx.include_truncated)
+        totals = vote_totals(cands, True, self.params.reward, ctx.include_truncated, ctx.dataset)
         return leader_probability(totals, n_voters) >= conf
 
     def allocate(self, budget: int, rewards: list[float]) -> list[int]:
