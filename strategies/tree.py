@@ -79,7 +79,9 @@ class Tree:
         return out[::-1]
 
     def steps(self, node: Node) -> list[str]:
-        return [n.text for n in self.path(node)]
+        """The path's steps. A node whose text is empty or whitespace is not a step (the same rule
+        as sampling's split_steps): the PRM reads the same steps for the same text either way."""
+        return [n.text for n in self.path(node) if is_step(n.text)]
 
     def path_ids(self, node: Node) -> list[int]:
         """Prompt ids + every generated id on the path: exactly what the model saw, so a child
@@ -199,6 +201,11 @@ def expand(items: list[tuple[Tree, Node, int]], ctx: SearchContext, rnd: int) ->
     return [(tree, attach(tree, node, k, comps, ctx)) for (tree, node, k), comps in zip(items, outs)]
 
 
+def is_step(text: str) -> bool:
+    """Whether generated text is a step: anything but empty or whitespace (docs/FIDELITY.md)."""
+    return bool(text.strip())
+
+
 def score(items: list[tuple[Tree, Node]], ctx: SearchContext, reward: str = "last") -> None:
     """Score every (tree, node) path in ONE PRM call; set node.step_scores and node.reward
     (R(node) = reduction `reward` of the path's scores) and record the PRM tokens. A missing,
@@ -217,6 +224,12 @@ def score_paths(items: list[tuple[Tree, Node]], paths: list[list[str]], ctx: Sea
     prm = ctx.prm
     if prm is None:
         raise ValueError("tree search needs a PRM (ctx.prm is None)")
+    for tree, node in items:
+        if not is_step(node.text):  # no new step: the path's scores are its parent's, nothing is read
+            parent = tree.nodes[node.parent] if node.parent is not None else tree.root
+            node.step_scores = list(parent.step_scores)
+            node.reward = reduce_scores(node.step_scores, reward)
+    items = [(t, n) for t, n in items if is_step(n.text)]
     tags = [f"problem {t.problem.id} node {n.id}" for t, n in items]
     reqs = [ScoreRequest(question=t.problem.question, steps=steps, tag=tag)
             for (t, _), steps, tag in zip(items, paths, tags)]
