@@ -10,6 +10,7 @@ size on held-out problems.
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -115,3 +116,43 @@ def test_committed_prm_has_single_token_labels():
     for s in (STEP_TAG, GOOD, BAD):
         assert len(t.encode(s, add_special_tokens=False)) == 1
     assert AutoModelForCausalLM.from_pretrained(d).config.vocab_size == len(t)
+
+
+def _train_demo(args, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(root))
+    return subprocess.run([sys.executable, "-m", "scripts.train_demo", *args], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["--only", "arith-x"], "--only: unknown model 'arith-x'"),
+    (["--steps-scale", "0"], "--steps-scale must be > 0"),
+    (["--steps-scale", "abc"], "--steps-scale: invalid float value"),
+    (["--eval-size", "0"], "--eval-size must be >= 1"),
+    (["--no-such-flag"], "unrecognized arguments"),
+])
+def test_train_demo_bad_arguments_exit_2_with_one_line(args, fragment, tmp_path):
+    out = tmp_path / "models"
+    proc = _train_demo([*args, "--out", str(out)], tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert fragment in proc.stderr.strip().splitlines()[-1]
+    assert "Traceback" not in proc.stderr and not proc.stdout.strip() and not out.exists()
+
+
+@pytest.mark.slow
+def test_train_demo_success_exit_0_and_one_json_summary_last(tmp_path):
+    import json
+
+    proc = _train_demo(["--steps-scale", "0.002", "--only", "arith-s", "--eval-size", "5",
+                        "--out", str(tmp_path / "m")], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stdout.strip().splitlines()
+    summary = json.loads(lines[-1])
+    assert summary["out"] == str(tmp_path / "m") and set(summary["models"]) == {"arith-s"}
+    assert sum(line.lstrip().startswith("{") for line in lines) == 1  # exactly one JSON summary
+    assert (tmp_path / "m" / "arith-s" / "model.safetensors").is_file()

@@ -149,9 +149,16 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--measure", action="store_true",
                     help="only re-measure the saved policies in --out and rewrite their cards")
     ap.add_argument("--log", default=None, help="also append the log to this file")
-    args = ap.parse_args(argv)
-    if args.steps_scale <= 0:
-        print("python -m scripts.train_demo: --steps-scale must be > 0", file=sys.stderr)
+    args = ap.parse_args(argv)  # a malformed argument: argparse's one-line usage error, exit 2
+    known = [p.name for p in POLICIES] + ["arith-prm"]
+    unknown = sorted({s for s in args.only.split(",") if s} - set(known))
+    problem = ("--steps-scale must be > 0" if args.steps_scale <= 0 else
+               "--eval-size must be >= 1" if args.eval_size < 1 else
+               "--eval-every must be >= 0" if args.eval_every < 0 else
+               f"--only: unknown model '{unknown[0]}'; available: {', '.join(known)}" if unknown else
+               f"--out {args.out}: is a file, not a directory" if Path(args.out).is_file() else None)
+    if problem:
+        print(f"python -m scripts.train_demo: error: {problem}", file=sys.stderr)
         return 2
 
     import torch
