@@ -18,10 +18,23 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 
 
+pytest_plugins = ["ci_skips"]  # under CI=true, skipped real-engine / real-server / browser tests fail
+
+# tests that reach a real engine or server through these fixtures carry its marker
+FIXTURE_MARKERS = {"vllm_gen": "real_engine", "vllm_prm": "real_engine", "vllm_model_dir": "real_engine",
+                   "smollm": "real_engine", "vllm_server": "real_server", "served": "real_server"}
+
+
 def pytest_configure(config):
     import torch
 
     torch.set_num_threads(1)
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        for name in sorted({FIXTURE_MARKERS[f] for f in getattr(item, "fixturenames", ()) if f in FIXTURE_MARKERS}):
+            item.add_marker(name)
 
 
 @pytest.fixture(scope="session")

@@ -212,6 +212,7 @@ def test_allowed_engine_args_load(tmp_path):
     assert cfg.models[0].engine_args == ok
 
 
+@pytest.mark.real_engine
 def test_project_settings_win_over_engine_args(tiny_dir, monkeypatch):
     """What reaches vllm.LLM: the config's trust_remote_code (off) and prefix caching, whatever the
     engine arguments say (validation is bypassed here to prove the backend's own order)."""

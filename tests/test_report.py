@@ -212,6 +212,7 @@ def test_total_view_without_torch(tmp_path):
     assert "flops_total" in fr.columns and fr.flops_total.is_monotonic_increasing
 
 
+@pytest.mark.browser
 def test_html_renders_in_chromium(report, tmp_path):
     chromium = Path("/usr/bin/chromium")
     if not chromium.exists():
