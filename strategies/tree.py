@@ -210,6 +210,12 @@ def score(items: list[tuple[Tree, Node]], ctx: SearchContext, reward: str = "las
     """Score every (tree, node) path in ONE PRM call; set node.step_scores and node.reward
     (R(node) = reduction `reward` of the path's scores) and record the PRM tokens. A missing,
     extra or non-finite score raises PRMError naming the node: no child is silently dropped."""
+    for tree, node in items:
+        if not is_step(node.text):  # no new step: the path's scores are its parent's, nothing is read
+            parent = tree.parent(node) or tree.root
+            node.step_scores = list(parent.step_scores)
+            node.reward = reduce_scores(node.step_scores, reward)
+    items = [(t, n) for t, n in items if is_step(n.text)]
     paths = [t.steps(n) for t, n in items]
     for (tree, node), scores in zip(items, score_paths(items, paths, ctx)):
         node.step_scores = scores
@@ -224,12 +230,6 @@ def score_paths(items: list[tuple[Tree, Node]], paths: list[list[str]], ctx: Sea
     prm = ctx.prm
     if prm is None:
         raise ValueError("tree search needs a PRM (ctx.prm is None)")
-    for tree, node in items:
-        if not is_step(node.text):  # no new step: the path's scores are its parent's, nothing is read
-            parent = tree.nodes[node.parent] if node.parent is not None else tree.root
-            node.step_scores = list(parent.step_scores)
-            node.reward = reduce_scores(node.step_scores, reward)
-    items = [(t, n) for t, n in items if is_step(n.text)]
     tags = [f"problem {t.problem.id} node {n.id}" for t, n in items]
     reqs = [ScoreRequest(question=t.problem.question, steps=steps, tag=tag)
             for (t, _), steps, tag in zip(items, paths, tags)]
