@@ -27,7 +27,7 @@ import tempfile
 from typing import Any, Optional
 
 from rebase.config import ModelConfig, RunConfig
-from rebase.errors import BadInput
+from rebase.errors import BadInput, SearchBug
 from eval.engines import Engines
 from eval.plan import Unit
 from eval.store import JsonlAppender, RecordStore
@@ -90,6 +90,8 @@ class SweepActor:
 
         try:
             return Worker(self.cfg, model, self.engines).run(unit, problems)
+        except SearchBug:
+            raise  # a bug stops the sweep on the driver (run_on_ray), it is not a per-problem failure
         except Exception as e:  # noqa: BLE001 - e.g. the model fails to load: record it, keep the actor
             msg = f"{type(e).__name__}: {e}".splitlines()[0][:500]
             return failure_records(self.cfg, model, unit, problems, msg, self.engines)
@@ -156,7 +158,7 @@ def _dispatch(ray: Any, actors: list, cfg: RunConfig, out: Any, work: list, stor
 
     from tqdm import tqdm
 
-    from eval.outdir import tree_path
+    from eval.outdir import inside, tree_path
 
     out = Path(out)
     bar = tqdm(total=sum(len(ps) for _, _, ps in work), desc="problems", unit="prob", disable=not progress,
@@ -194,6 +196,13 @@ def _dispatch(ray: Any, actors: list, cfg: RunConfig, out: Any, work: list, stor
                         msg = f"{type(e).__name__}: {e}".splitlines()[0][:500]
                         result = failure_records(cfg, model, unit, batch, msg)
                     except Exception as e:  # noqa: BLE001 - e.g. a result that fails to deserialize
+                        bug = getattr(e, "cause", None)
+                        if isinstance(bug, SearchBug):
+                            log = inside(out, "errors.log")
+                            with open(log, "a", encoding="utf-8") as f:
+                                f.write(f"=== model {model.name} {unit.label}: bug\n{bug.traceback_text.rstrip()}\n\n")
+                            raise SearchBug(f"{bug}; the sweep stopped, the records written so far are kept; "
+                                            f"traceback in {log}", bug.traceback_text) from None
                         idle.append(a)
                         msg = f"{type(e).__name__}: {e}".splitlines()[0][:500]
                         result = failure_records(cfg, model, unit, batch, msg)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from rebase.config import RunConfig, config_hash
-from rebase.errors import BadInput
+from rebase.errors import BadInput, SearchBug
 from rebase.secrets import redact_url
 from eval.engines import Engines
 from eval.fingerprint import check_problems, first_difference, fingerprint, merged, show
@@ -279,12 +279,17 @@ def run_local(cfg: RunConfig, out: Path, work: list, store: RecordStore, progres
         mine = [(u, ps) for m, u, ps in work if m is model]
         if not mine:
             continue
-        worker = Worker(cfg, model, engines)
+        worker = Worker(cfg, model, engines, errors_log=inside(out, "errors.log"))
         for unit, ps in mine:
             trees = JsonlAppender(tree_path(out, model.name, unit.label)) if cfg.save_trees else None
             for i in range(0, len(ps), cfg.batch_problems):
                 batch = ps[i:i + cfg.batch_problems]
-                recs, tree_lines, fails = worker.run(unit, batch)
+                try:
+                    recs, tree_lines, fails = worker.run(unit, batch)
+                except SearchBug as e:  # a bug is not a fault: stop, keep what was written, say so
+                    bar.close()
+                    raise SearchBug(f"{e}; the sweep stopped, the records written so far are kept; "
+                                    f"traceback in {worker.errors_log}", e.traceback_text) from e
                 if trees is not None:
                     trees.append(tree_lines)  # trees first: a record implies its tree is on disk
                 new += store.append(recs)

@@ -1,17 +1,23 @@
 """A worker runs search units on batches of problems for one policy model and turns the results
 into records and tree lines. The single-process runner and each Ray actor hold one.
 
-Failure isolation: when a batch raises (backend fault, PRM NaN, ...), each of its problems is
-retried alone, so one bad problem cannot take its batch down with it; a problem that still fails is
-recorded with `error` set (correct 0) and the rest of the sweep goes on.
+Failure isolation: when a batch raises a fault (a RunFailure such as a backend error or a PRM NaN,
+an OS-level or out-of-memory error), each of its problems is retried alone, so one bad problem
+cannot take its batch down with it; a problem that still fails is recorded with `error` set
+(correct 0) and the rest of the sweep goes on. Any other exception (TypeError, KeyError, ...) is a
+bug: it is not retried, and SearchBug stops the sweep. Every failure's full traceback goes to
+DIR/errors.log; stderr keeps its one line.
 """
 
 from __future__ import annotations
 
 import time
+import traceback
+from pathlib import Path
 from typing import Any, Optional
 
 from rebase.config import ModelConfig, RunConfig
+from rebase.errors import SearchBug, is_fault
 from rebase.registry import STRATEGIES
 from rebase.types import Problem, SearchResult
 from eval.engines import Engines
@@ -26,11 +32,12 @@ class Worker:
     """Runs units for one policy model on the engines it is given (it never closes them: the
     Engines' owner does)."""
 
-    def __init__(self, cfg: RunConfig, model: ModelConfig, engines: Engines):
+    def __init__(self, cfg: RunConfig, model: ModelConfig, engines: Engines, errors_log: Optional[Path] = None):
         self.cfg = cfg
         self.model = model
         self.engines = engines
         self.prompts = PromptFormat.from_config(cfg.dataset.name, cfg.prompt)
+        self.errors_log = errors_log  # DIR/errors.log: full tracebacks of every failure
 
     @property
     def generator(self) -> Any:
@@ -56,14 +63,23 @@ class Worker:
         return strategy.search(problems, unit.budget, ctx)
 
     def run(self, unit: Unit, problems: list[Problem]) -> tuple[list[dict], list[dict], list[str]]:
-        """Search `problems` with `unit`; returns (records, tree lines, failure messages)."""
+        """Search `problems` with `unit`; returns (records, tree lines, failure messages). A fault
+        (rebase.errors.is_fault) isolates the failing problem(s); any other exception is a bug and
+        raises SearchBug at once, without retrying each problem."""
         t0 = time.perf_counter()
         try:
             results = self._search(unit, problems)
             wall = [(time.perf_counter() - t0) / len(problems)] * len(problems)
-        except Exception as e:  # noqa: BLE001 - isolate the failing problem(s), keep the rest
+        except Exception as e:  # noqa: BLE001 - sorted into faults and bugs right here
+            if not is_fault(e):
+                where = ", ".join(p.id for p in problems[:5]) + (" ..." if len(problems) > 5 else "")
+                tb = traceback.format_exc()
+                self.log_error(f"{unit.label} problems {where}: bug", tb)
+                raise SearchBug(f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''} "
+                                f"(in {unit.label}, problems {where})"[:500], tb) from e
             if len(problems) == 1:
                 msg = f"{type(e).__name__}: {e}".splitlines()[0][:500]
+                self.log_error(f"{unit.label} problem {problems[0].id}: fault", traceback.format_exc())
                 return self.failed_records(unit, problems[0], msg), [], [f"{problems[0].id}: {msg}"]
             recs, trees, fails = [], [], []
             for p in problems:
@@ -77,6 +93,14 @@ class Worker:
             recs += self._records(unit, p, res, w)
             trees += [dict(problem_id=p.id, **n.to_json()) for n in res.nodes]
         return recs, trees, []
+
+    def log_error(self, what: str, tb: str) -> None:
+        """Append a failure's full traceback to DIR/errors.log (when the runner set `errors_log`)."""
+        if self.errors_log is None:
+            return
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        with open(self.errors_log, "a", encoding="utf-8") as f:
+            f.write(f"=== {stamp} model {self.model.name} {what}\n{tb.rstrip()}\n\n")
 
     # -- records ---------------------------------------------------------------------------------
     def _base(self, out: Output, unit: Unit, p: Problem) -> dict[str, Any]:

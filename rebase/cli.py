@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from rebase.demo import DEMO_CONFIG  # shipped inside the package
-from rebase.errors import BadInput, RunFailure
+from rebase.errors import BadInput, RunFailure, SearchBug
 
 KINDS = ("strategies", "aggregators", "prms", "backends", "datasets")
 
@@ -142,6 +142,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 2
     except RunFailure as e:
         print(f"error: {e}", file=sys.stderr)
+        return 1
+    except SearchBug as e:  # a programming error: one line here, the traceback in DIR/errors.log
+        print(f"error: bug: {e}", file=sys.stderr)
         return 1
     except OSError as e:  # a real I/O failure (a full disk, a vanished mount): what was written stays
         print(f"error: {io_message(e)}", file=sys.stderr)

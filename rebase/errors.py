@@ -16,3 +16,23 @@ class RunFailure(RuntimeError):
 
 class PRMError(RunFailure):
     """A PRM returned no score, NaN, or the wrong number of step scores for a path."""
+
+
+class SearchBug(RuntimeError):
+    """A programming error inside a search (TypeError, KeyError, AttributeError, ...). Unlike a
+    fault it is not retried or recorded per problem: it stops the sweep (exit 1), keeping what was
+    written, with its traceback in DIR/errors.log."""
+
+    def __init__(self, message: str, traceback_text: str = ""):
+        super().__init__(message)
+        self.traceback_text = traceback_text
+
+
+def is_fault(e: BaseException) -> bool:
+    """Whether `e` is a backend / PRM fault worth retrying and recording per problem: a RunFailure
+    (PRMError included; backends wrap their errors so), an OS-level error (a reset connection, a
+    timeout, a full disk) or running out of memory (torch's OutOfMemoryError included). Anything
+    else raised while searching is a bug."""
+    if isinstance(e, (RunFailure, OSError, MemoryError)):
+        return True
+    return type(e).__name__ in ("OutOfMemoryError", "EngineDeadError")

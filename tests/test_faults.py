@@ -38,6 +38,7 @@ class Script:
     """What the scripted backend does: which question makes it raise, and every prompt it saw."""
 
     fail_on: str | None = None
+    bug: bool = False  # raise a programming error (TypeError) instead of a backend fault
     prompts: list[str] = []
 
 
@@ -61,14 +62,16 @@ class ScriptedBackend(FakeGenerator):
         seen = ["".join(map(chr, r.prompt_token_ids)) for r in requests]
         Script.prompts += seen
         if Script.fail_on and any(key(Script.fail_on) in k for k in seen):
-            raise RuntimeError("injected backend fault: connection reset")
+            if Script.bug:
+                raise TypeError("injected bug: unsupported operand type(s)")
+            raise ConnectionResetError("injected backend fault: connection reset")
         return super().generate(requests)
 
 
 @pytest.fixture
 def scripted():
     BACKENDS.register("scripted_test")(ScriptedBackend)
-    Script.fail_on, Script.prompts = None, []
+    Script.fail_on, Script.prompts, Script.bug = None, [], False
     yield Script
     BACKENDS.unregister("scripted_test")
 
@@ -124,6 +127,40 @@ def check_report_lists(out: Path, capsys, reason: str) -> None:
     assert TARGET in (out / "report" / "index.html").read_text(encoding="utf-8")
 
 
+def test_a_bug_stops_the_sweep_at_once_with_its_traceback_in_errors_log(tmp_path, tiny_dir, data_dir, scripted,
+                                                                         capsys):
+    """A programming error is not a fault: no per-problem retries, no error records, exit 1 with
+    one stderr line, the records written before it kept, the full traceback in DIR/errors.log."""
+    qs = questions(data_dir, 4)
+    cfg = base_cfg(tiny_dir, data_dir, "scripted_test", "scripted/policy", [{"name": "majority", "budgets": [2]}])
+    cfg["batch_problems"] = 2
+    p, out = write_cfg(tmp_path, cfg), tmp_path / "out"
+    scripted.fail_on, scripted.bug = qs[2], True  # the second batch hits the bug
+    code = main(["sweep", str(p), "--out", str(out), "--no-progress"])
+    captured = capsys.readouterr()
+    assert code == 1 and not captured.out.strip()
+    err = [line for line in captured.err.splitlines() if line.startswith("error:")]
+    assert len(err) == 1 and "bug: TypeError: injected bug" in err[0] and "errors.log" in err[0], captured.err
+    assert "records written so far are kept" in err[0]
+    recs = records(out)
+    assert len(recs) == 2 and not any(r["error"] for r in recs)  # the first batch, nothing recorded as failed
+    calls_with_target = sum(key(qs[2]) in k for k in scripted.prompts)
+    assert calls_with_target == 1  # not retried problem by problem
+    log = (out / "errors.log").read_text(encoding="utf-8")
+    assert "Traceback (most recent call last)" in log and "TypeError: injected bug" in log and "generate" in log
+
+
+def test_fault_tracebacks_go_to_errors_log(tmp_path, tiny_dir, data_dir, scripted, capsys):
+    qs = questions(data_dir, 4)
+    cfg = base_cfg(tiny_dir, data_dir, "scripted_test", "scripted/policy", [{"name": "majority", "budgets": [1]}])
+    p, out = write_cfg(tmp_path, cfg), tmp_path / "out"
+    scripted.fail_on = qs[1]
+    assert main(["sweep", str(p), "--out", str(out), "--no-progress"]) == 1
+    assert last_json(capsys)["failed"] == 1
+    log = (out / "errors.log").read_text(encoding="utf-8")
+    assert log.count(": fault\n") == 1 and "Traceback (most recent call last)" in log and "ConnectionResetError" in log
+
+
 def test_backend_fault_mid_batch_then_resume_retries_only_it(tmp_path, tiny_dir, data_dir, scripted, capsys):
     qs = questions(data_dir, 4)
     cfg = base_cfg(tiny_dir, data_dir, "scripted_test", "scripted/policy",
@@ -134,7 +171,7 @@ def test_backend_fault_mid_batch_then_resume_retries_only_it(tmp_path, tiny_dir,
     summary = last_json(capsys)
     # two units (majority pool, rebase): the problem fails in each, with the backend's reason
     assert code == 1 and summary["failed"] == 2, summary
-    assert all(f.startswith(f"{TARGET}: RuntimeError: injected backend fault") for f in summary["failures"])
+    assert all(f.startswith(f"{TARGET}: ConnectionResetError: injected backend fault") for f in summary["failures"])
     recs = records(out)
     assert {r["problem_id"] for r in recs if r["error"]} == {TARGET}
     assert sum(1 for r in recs if r["error"]) == 3  # majority@1, majority@2, rebase@2
