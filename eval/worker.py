@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from rebase.config import ModelConfig, RunConfig
-from rebase.errors import SearchBug, is_fault
+from rebase.errors import BadInput, RunFailure, SearchBug, is_fault
 from rebase.registry import STRATEGIES
 from rebase.types import Problem, SearchResult
 from eval.engines import Engines
@@ -57,7 +57,12 @@ class Worker:
 
     def _search(self, unit: Unit, problems: list[Problem]) -> list[SearchResult]:
         strategy = STRATEGIES.get(unit.strategy)(**unit.options)
-        ctx = self._context(unit)
+        try:  # the engines load here the first time: a model that cannot load is a fault, not a bug
+            ctx = self._context(unit)
+        except (BadInput, RunFailure):
+            raise
+        except Exception as e:  # noqa: BLE001 - any load error, named with the model
+            raise RunFailure(f"model '{self.model.name}' could not be loaded: {type(e).__name__}: {e}") from e
         if getattr(strategy, "poolable", False) or unit.strategy == "greedy":
             return strategy.search(problems, unit.budget, ctx, score=unit.needs_prm)
         return strategy.search(problems, unit.budget, ctx)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from rebase.tasks.arith import make_problem, reference_solution, training_problems
 from rebase.demo import MODELS_DIR
@@ -77,8 +78,13 @@ def test_prm_data_and_auc(tok):
     model = make_model(PolicySpec("tiny", hidden=16, layers=1, heads=2), tok)
     logits, y = pair_logits(model, tok, data)
     assert logits.shape == (sum(len(r[2]) for r in rows), 2) and y.tolist() == [int(x) for r in rows for x in r[2]]
-    assert 0.0 <= step_auc(model, tok, data) <= 1.0
+    # step_auc is the AUC of P(good) = softmax([l+, l-])[0] against the labels, nothing looser
+    p_good = torch.softmax(logits.detach().float(), -1)[:, 0].numpy()
+    assert step_auc(model, tok, data) == pytest.approx(auc(p_good, y.numpy()), abs=1e-12)
     assert auc(np.array([0.9, 0.8, 0.1, 0.2]), np.array([1, 1, 0, 0])) == 1.0
+    assert auc(np.array([0.1, 0.2, 0.8, 0.9]), np.array([1, 1, 0, 0])) == 0.0
+    assert auc(np.array([0.1, 0.4, 0.35, 0.8]), np.array([0, 0, 1, 1])) == 0.75  # 3 of 4 pairs ordered
+    assert auc(np.array([0.5, 0.5, 0.2]), np.array([1, 0, 0])) == 0.75  # a tie counts one half
     assert auc(np.array([0.5, 0.5]), np.array([1, 0])) == 0.5
 
 

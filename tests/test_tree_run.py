@@ -35,9 +35,15 @@ def test_rebase_and_mcts_run_write_records_and_trees(tmp_path, tiny_dir, data_di
     for label in ("rebase-b4-s0", "rebase-b8-s0", "rebase-b16-s0", "mcts-b8-s0"):
         nodes = [json.loads(line) for line in (trees / f"{label}.jsonl").read_text().splitlines()]
         assert {n["problem_id"] for n in nodes} == {r["problem_id"] for r in recs}
+        by_id = {(n["problem_id"], n["id"]): n for n in nodes}
         for n in nodes:
             assert {"id", "parent", "depth", "text", "step_scores", "token_ids", "allocation"} <= set(n)
-            assert len(n["step_scores"]) == n["depth"]
+            # one score per step on the path; a blank completion is a node but not a step
+            steps, m = 0, n
+            while m["parent"] is not None:
+                steps += bool(m["text"].strip())
+                m = by_id[(n["problem_id"], m["parent"])]
+            assert len(n["step_scores"]) == steps
         roots = [n for n in nodes if n["depth"] == 0]
         if label.startswith("rebase"):
             assert all(n["allocation"] == int(label.split("-b")[1].split("-")[0]) for n in roots)
