@@ -64,6 +64,7 @@ def fingerprint(cfg: RunConfig) -> dict[str, Any]:
     else:
         fp["prm.family"] = None  # adding or removing the PRM differs from any PRM
     fp["include_truncated"] = cfg.include_truncated
+    fp["invalid_votes"] = cfg.invalid_votes
     fp["sample_reuse"] = cfg.sample_reuse
     for m in d["models"]:
         spec = {k: m.get(k) for k in MODEL_KEYS}

@@ -59,7 +59,8 @@ def modal_answer(answers: Counter, dataset: Optional[str]) -> Optional[str]:
 
 
 def derive(result: SearchResult, k: int, aggregator: str, reduction: str, include_truncated: bool,
-           grade: Any, policy: Any, prm: Optional[Any], seed_parts: tuple, dataset: Optional[str] = None) -> dict[str, Any]:
+           grade: Any, policy: Any, prm: Optional[Any], seed_parts: tuple, dataset: Optional[str] = None,
+           include_invalid: bool = False) -> dict[str, Any]:
     """Mean correctness, modal answer and mean costs of `aggregator` over k-subsets of the pool.
     Votes, and the modal answer over subsets, group equivalent answers of `dataset` (vote_key)."""
     rng = random.Random(repr(seed_parts + (k,)))
@@ -69,7 +70,7 @@ def derive(result: SearchResult, k: int, aggregator: str, reduction: str, includ
     finished = truncated = 0
     for idx in subs:
         cands: list[Candidate] = [result.candidates[i] for i in idx]
-        ans = aggregate(aggregator, cands, reduction, include_truncated, dataset=dataset)
+        ans = aggregate(aggregator, cands, reduction, include_truncated, dataset=dataset, include_invalid=include_invalid)
         answers[ans] += 1
         correct += float(grade(ans))
         finished += sum(c.finished and not c.truncated for c in cands)

@@ -132,7 +132,8 @@ def replay(run_dir: Path, aggregators: Optional[list[str]] = None, reductions: O
         cands = {pid: candidates_of(unit, nodes, ctx) for pid, nodes in load_trees(f).items() if pid in gold}
         for a in aggregators:
             for r in reductions if a != "majority" else ["last"]:
-                ok = [grade(aggregate(a, cs, r, cfg.include_truncated, dataset=cfg.dataset.name), gold[pid],
+                ok = [grade(aggregate(a, cs, r, cfg.include_truncated, dataset=cfg.dataset.name,
+                                      include_invalid=cfg.invalid_votes), gold[pid],
                             cfg.dataset.name)
                       for pid, cs in cands.items()]
                 rows.append({"model": model, "unit": unit, "aggregator": a, "reduction": r,

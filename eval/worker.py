@@ -135,7 +135,7 @@ class Worker:
             if unit.pool:
                 rec.update(derive(res, o.budget, o.aggregator, o.reduction, self.cfg.include_truncated, grade_p,
                                   self.generator, self.engines.loaded_prm, (unit.seed, p.id),
-                                  dataset=self.cfg.dataset.name))
+                                  dataset=self.cfg.dataset.name, include_invalid=self.cfg.invalid_votes))
                 rec["wall_s"] = wall * o.budget / unit.budget
             else:
                 res_o, wall_o = res, wall
@@ -149,7 +149,7 @@ class Worker:
     def _direct(self, o: Output, res: SearchResult, grade_p: Any, wall: float) -> dict[str, Any]:
         """The record fields of one search's result."""
         ans = aggregate(o.aggregator, res.candidates, o.reduction, self.cfg.include_truncated,
-                        dataset=self.cfg.dataset.name)
+                        dataset=self.cfg.dataset.name, include_invalid=self.cfg.invalid_votes)
         rec: dict[str, Any] = res.ledger.summary()
         rec.update(answer=ans, correct=float(grade_p(ans)), n_candidates=len(res.candidates),
                    n_finished=sum(c.finished and not c.truncated for c in res.candidates),

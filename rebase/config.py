@@ -200,6 +200,9 @@ class RunConfig(Strict):
     save_trees: bool = True
     sample_reuse: bool = True  # N-sample strategies share one pool per (model, problem, seed)
     include_truncated: bool = False  # whether truncated solutions vote
+    # answers that cannot be extracted vote as one "[invalid]" group, as in the released code
+    # (docs/FIDELITY.md): that group can win, and its win is graded wrong
+    invalid_votes: bool = False
     output: Optional[str] = None  # default output directory
     ray: RayConfig = Field(default_factory=RayConfig)
 

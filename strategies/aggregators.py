@@ -42,8 +42,8 @@ def reduce_scores(scores: Optional[Sequence[float]], reduction: str) -> float:
     return float(REDUCTIONS[reduction](scores))
 
 
-def voters(cands: Sequence[Candidate], include_truncated: bool = False) -> list[Candidate]:
-    return [c for c in cands if c.answer is not None and (include_truncated or not c.truncated)]
+def voters(cands: Sequence[Candidate], include_truncated: bool = False, include_invalid: bool = False) -> list[Candidate]:
+    return [c for c in cands if (include_invalid or c.answer is not None) and (include_truncated or not c.truncated)]
 
 
 @functools.lru_cache(maxsize=65536)
@@ -59,6 +59,9 @@ def vote_key(answer: str, dataset: Optional[str]) -> str:
     return answer if dataset is None else _answer_key(answer, dataset)
 
 
+INVALID = "[invalid]"  # the group of answers that cannot be extracted (only with include_invalid)
+
+
 @dataclass
 class Group:
     """Candidates whose answers are equivalent: their vote mass, best reduced score and spellings."""
@@ -68,18 +71,19 @@ class Group:
     spellings: Counter = field(default_factory=Counter)
 
     @property
-    def answer(self) -> str:
+    def answer(self) -> Optional[str]:
         return self.spellings.most_common(1)[0][0]  # ties: the spelling seen first (a stable sort)
 
 
 def groups(cands: Sequence[Candidate], weighted: bool, reduction: str = "last", include_truncated: bool = False,
-           dataset: Optional[str] = None) -> dict[str, Group]:
+           dataset: Optional[str] = None, include_invalid: bool = False) -> dict[str, Group]:
     """Voters grouped by `vote_key`, in first-seen order: each adds 1 (or, weighted, its reduced
     PRM score) to its group's total."""
     out: dict[str, Group] = {}
-    for c in voters(cands, include_truncated):
+    for c in voters(cands, include_truncated, include_invalid):
         v = reduce_scores(c.step_scores, reduction)
-        g = out.setdefault(vote_key(c.answer, dataset), Group())  # type: ignore[arg-type]
+        key = INVALID if c.answer is None else vote_key(c.answer, dataset)
+        g = out.setdefault(key, Group())
         g.total += v if weighted else 1.0
         g.best = max(g.best, v)
         g.spellings[c.answer] += 1
@@ -95,36 +99,39 @@ def _winner(gs: dict[str, Group], value: Callable[[Group], float]) -> Optional[s
 
 
 def vote_totals(cands: Sequence[Candidate], weighted: bool, reduction: str = "last",
-                include_truncated: bool = False, dataset: Optional[str] = None) -> dict[str, float]:
+                include_truncated: bool = False, dataset: Optional[str] = None,
+                include_invalid: bool = False) -> dict[str, float]:
     """The vote mass of each answer group, in first-seen order: one per voter, or (weighted) the
     sum of the voters' reduced PRM scores. The voting aggregators and the adaptive stopping rule
     (strategies/stopping.py) read the same totals."""
-    return {k: g.total for k, g in groups(cands, weighted, reduction, include_truncated, dataset).items()}
+    return {k: g.total for k, g in groups(cands, weighted, reduction, include_truncated, dataset, include_invalid).items()}
 
 
 @AGGREGATORS.register("majority")
 def majority(cands: Sequence[Candidate], reduction: str = "last", include_truncated: bool = False,
-             dataset: Optional[str] = None) -> Optional[str]:
+             dataset: Optional[str] = None, include_invalid: bool = False) -> Optional[str]:
     """The most frequent answer (equivalent answers vote together); ties go to the answer seen first."""
-    return _winner(groups(cands, False, reduction, include_truncated, dataset), lambda g: g.total)
+    return _winner(groups(cands, False, reduction, include_truncated, dataset, include_invalid), lambda g: g.total)
 
 
 @AGGREGATORS.register("best_of_n")
 def best_of_n(cands: Sequence[Candidate], reduction: str = "last", include_truncated: bool = False,
-              dataset: Optional[str] = None) -> Optional[str]:
+              dataset: Optional[str] = None, include_invalid: bool = False) -> Optional[str]:
     """The answer of the candidate with the highest reduced PRM score."""
-    return _winner(groups(cands, False, reduction, include_truncated, dataset), lambda g: g.best)
+    return _winner(groups(cands, False, reduction, include_truncated, dataset, include_invalid), lambda g: g.best)
 
 
 @AGGREGATORS.register("weighted_majority")
 def weighted_majority(cands: Sequence[Candidate], reduction: str = "last", include_truncated: bool = False,
-                      dataset: Optional[str] = None) -> Optional[str]:
+                      dataset: Optional[str] = None, include_invalid: bool = False) -> Optional[str]:
     """The answer with the largest sum of reduced PRM scores over its (equivalent) candidates."""
-    return _winner(groups(cands, True, reduction, include_truncated, dataset), lambda g: g.total)
+    return _winner(groups(cands, True, reduction, include_truncated, dataset, include_invalid), lambda g: g.total)
 
 
 def aggregate(name: str, cands: Sequence[Candidate], reduction: str = "last", include_truncated: bool = False,
-              dataset: Optional[str] = None) -> Optional[str]:
+              dataset: Optional[str] = None, include_invalid: bool = False) -> Optional[str]:
     """The final answer of aggregator `name`; with `dataset`, votes are grouped by that dataset's
     answer equivalence and the winner is the most frequent spelling inside the winning group."""
-    return AGGREGATORS.get(name)(cands, reduction=reduction, include_truncated=include_truncated, dataset=dataset)
+    kw = {"include_invalid": True} if include_invalid else {}  # a plugin aggregator may not take it
+    return AGGREGATORS.get(name)(cands, reduction=reduction, include_truncated=include_truncated, dataset=dataset,
+                                 **kw)

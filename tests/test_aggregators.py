@@ -110,3 +110,13 @@ def test_sample_reuse_pool_votes_on_equivalent_answers():
     assert raw["answer"] == "7"
     assert modal_answer(Counter({"1,000": 2, "7": 3, "1000": 2}), "gsm8k") == "1,000"
     assert modal_answer(Counter({None: 3, "7": 2}), "gsm8k") is None
+
+
+def test_invalid_answers_vote_only_when_asked():
+    """The released code's rule (docs/FIDELITY.md): "[invalid]" is a class of its own and can win."""
+    cands = [c(None, [0.9]), c(None, [0.8]), c("3", [0.5])]
+    assert aggregate("majority", cands) == "3" and aggregate("weighted_majority", cands) == "3"
+    assert aggregate("majority", cands, include_invalid=True) is None
+    assert aggregate("weighted_majority", cands, include_invalid=True) is None  # 1.7 > 0.5
+    assert aggregate("best_of_n", cands, include_invalid=True) is None
+    assert aggregate("majority", cands + [c("3", [0.1]), c("3.0", [0.1])], include_invalid=True, dataset="gsm8k") == "3"
