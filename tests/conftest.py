@@ -1,4 +1,5 @@
-"""Shared pytest fixtures: one torch thread, shared data paths, tiny local models built once per session."""
+"""Shared pytest fixtures: one torch thread, the benchmark fixtures (tests/fixtures/data: small MIT-licensed
+slices of GSM8K, MATH-500 and MATH), tiny local models built once per session."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ os.environ.setdefault("VLLM_HOST_IP", "127.0.0.1")
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data"
+DATA = ROOT / "tests" / "fixtures" / "data"
 
 
 pytest_plugins = ["ci_skips"]  # under CI=true, skipped real-engine / real-server / browser tests fail
@@ -40,6 +41,21 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     return DATA
+
+
+@pytest.fixture(scope="session", params=["fixtures", "full"])
+def bench_data(request) -> Path:
+    """The benchmark files for the grader agreement tests: the committed slices, and the complete
+    test sets when REBASE_FULL_DATA names a folder laid out like tests/fixtures/data."""
+    if request.param == "fixtures":
+        return DATA
+    full = os.environ.get("REBASE_FULL_DATA")
+    if not full:
+        pytest.skip("whole-set agreement: set REBASE_FULL_DATA to a folder with gsm8k/, math500/ and math/ test.jsonl")
+    path = Path(full).expanduser()
+    if not (path / "gsm8k" / "test.jsonl").is_file():
+        pytest.skip(f"whole-set agreement: REBASE_FULL_DATA={full} has no gsm8k/test.jsonl")
+    return path
 
 
 @pytest.fixture(scope="session")

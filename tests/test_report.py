@@ -6,7 +6,7 @@ problems p0..p(k-1) with k = base(model) + bonus(strategy) + log2(budget), seed 
 every accuracy is known; paper-view FLOPs are 2 N * 100 * budget, which makes the Pareto frontier
 and the compute-optimal fit hand-checkable (see test_pareto_and_optimal_fit_by_hand).
 
-Run: cd /work/main && OMP_NUM_THREADS=1 .venv/bin/pytest -x -q tests/test_report.py
+Run: OMP_NUM_THREADS=1 .venv/bin/pytest -x -q tests/test_report.py
 The HTML test needs Chromium (`apt-get update && apt-get install -y chromium`); it is skipped
 only when /usr/bin/chromium is absent.
 """
