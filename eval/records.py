@@ -1,5 +1,5 @@
 """The record contract: one JSON line per model x dataset x problem x strategy x aggregator x
-budget x seed in DIR/results.jsonl (DESIGN.md lists the required fields; we add a few).
+budget x seed in DIR/results.jsonl (docs/ARCHITECTURE.md, "Contracts").
 
 `correct` is a float: 0/1 for a single search, the mean over random k-subsets when a budget is
 derived from a larger shared sample pool (eval/pool.py); token and FLOP fields are then the

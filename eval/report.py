@@ -7,7 +7,7 @@ halfway, or copied off a GPU box, can still be summarised.
 How: `write_report(Path("runs/demo"))` (the CLI calls it) or
 `python -c "from pathlib import Path; from eval.report import write_report; print(write_report(Path('runs/demo')))"`.
 
-Record rules (DESIGN.md, eval/records.py):
+Record rules (docs/ARCHITECTURE.md, eval/records.py):
 - a line that does not parse (a torn last line after a kill) is skipped with a warning;
 - when a key (model, dataset, problem_id, strategy, aggregator, budget, seed) appears twice (a
   resumed run re-appended it) the LAST line wins;

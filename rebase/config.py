@@ -186,7 +186,7 @@ class RayConfig(Strict):
 
 
 class RunConfig(Strict):
-    """Top-level config; the key names here are the contract (DESIGN.md)."""
+    """Top-level config; the key names here are the contract (docs/ARCHITECTURE.md)."""
 
     models: list[ModelConfig] = Field(min_length=1)
     prm: Optional[PRMConfig] = None

@@ -3,7 +3,7 @@
 A model's `FlopSpec` comes from its Hugging Face config (Llama, Qwen2, Mistral, GPT-2, ...):
 total params, non-embedding params N, n_layer, d_attn (= heads x head_dim), d_model and vocab.
 
-Views (see DESIGN.md):
+Views (see docs/ARCHITECTURE.md):
 - `paper`:  2 x N_total(policy) x generated tokens (reproduces the paper's tables).
 - `policy`: every token the policy *processes* (uncached prefill + decode), each costing
             2N + 4 n_layer n_ctx d_attn, plus 2 d_model vocab for each position whose logits are
@@ -162,7 +162,7 @@ class Ledger:
         raise ValueError(f"unknown FLOP view '{view}'; available: {', '.join(VIEWS)}")
 
     def summary(self) -> dict[str, float]:
-        """The record fields DESIGN.md names."""
+        """The record fields of the record contract (docs/ARCHITECTURE.md, eval/records.py)."""
         return {
             "policy_prompt_tokens": self.tokens("policy", "prompt_tokens"),
             "policy_cached_tokens": self.tokens("policy", "cached_tokens"),

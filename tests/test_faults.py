@@ -1,7 +1,7 @@
 """Faults during a run: one problem fails with its reason, the others complete, resume retries it.
 
 Why: at sweep scale some request will fail (a backend error on one prompt, a PRM that returns NaN
-or the wrong number of step scores). The contract (DESIGN.md, eval/worker.py): the failing problem
+or the wrong number of step scores). The contract (docs/ARCHITECTURE.md, eval/worker.py): the failing problem
 gets records with `error` set and correct 0, every other problem completes, the CLI exits 1,
 `rebase report` lists the failure, and `rebase sweep` on the same directory searches only the
 failed problem again.
