@@ -13,6 +13,7 @@ from typing import Optional
 
 from rebase.config import RunConfig, StrategyConfig, strategy_label
 from rebase.registry import STRATEGIES
+from strategies.aggregators import needs_prm as aggregator_needs_prm
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,7 @@ def plan_units(cfg: RunConfig) -> list[Unit]:
                     pool = pools[key] = Unit("majority", 0, seed, entry.temperature, pool=True)
                     units.append(pool)
                 pool.budget = max(pool.budget, max(entry.budgets))
-                pool.needs_prm |= any(a != "majority" for a in aggs) or cls.needs_prm
+                pool.needs_prm |= any(aggregator_needs_prm(a) for a in aggs) or cls.needs_prm
                 pool.outputs += [Output(strategy_label(entry), a, entry.reduction, b) for b in entry.budgets for a in aggs]
                 continue
             options = entry.options()
@@ -86,5 +87,5 @@ def plan_units(cfg: RunConfig) -> list[Unit]:
                 units.append(Unit(entry.name, max(budgets), seed, entry.temperature, options=options,
                                   outputs=[Output(strategy_label(entry), a, entry.reduction, b)
                                            for b in budgets for a in aggs],
-                                  needs_prm=cls.needs_prm or any(a != "majority" for a in aggs), tag=entry.label))
+                                  needs_prm=cls.needs_prm or any(aggregator_needs_prm(a) for a in aggs), tag=entry.label))
     return units

@@ -19,6 +19,7 @@ from typing import Any, Optional
 from rebase.flops import Ledger
 from rebase.types import Candidate, SearchResult
 from strategies.aggregators import aggregate, vote_key
+from strategies.aggregators import needs_prm as aggregator_needs_prm
 
 
 def subsets(n: int, k: int, rng: random.Random, max_subsets: int = 64) -> list[tuple[int, ...]]:
@@ -65,7 +66,7 @@ def derive(result: SearchResult, k: int, aggregator: str, reduction: str, includ
     Votes, and the modal answer over subsets, group equivalent answers of `dataset` (vote_key)."""
     rng = random.Random(repr(seed_parts + (k,)))
     subs = subsets(len(result.candidates), k, rng)
-    uses_prm = aggregator != "majority"
+    uses_prm = aggregator_needs_prm(aggregator)
     correct, answers, sums = 0.0, Counter(), Counter()
     finished = truncated = 0
     for idx in subs:

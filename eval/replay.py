@@ -19,12 +19,11 @@ from pathlib import Path
 from typing import Any, Optional
 
 from rebase.errors import BadInput
-from rebase.types import Node
+from rebase.registry import AGGREGATORS
+from rebase.types import REDUCTIONS, Node
 from eval.outdir import check_tree, check_writable, inside
 from eval.store import numbered_lines
 
-REDUCTIONS = ("last", "min", "prod", "mean")
-AGGREGATORS = ("majority", "best_of_n", "weighted_majority")
 
 
 def _node(path: Path, i: int, row: Any, tree: Optional[list[Node]]) -> tuple[str, Node]:
@@ -106,13 +105,15 @@ def replay(run_dir: Path, aggregators: Optional[list[str]] = None, reductions: O
     from rebase.tasks.grading import grade
     from rebase.tasks.prompts import PromptFormat
     from strategies.aggregators import aggregate
+    from strategies.aggregators import needs_prm as aggregator_needs_prm
     from strategies.base import SearchContext
 
-    aggregators = aggregators or list(AGGREGATORS)
+    known = AGGREGATORS.in_order()
+    aggregators = aggregators or known
     reductions = reductions or list(REDUCTIONS)
     for a in aggregators:
-        if a not in AGGREGATORS:
-            raise BadInput(f"--aggregator: unknown aggregator '{a}'; available: {', '.join(AGGREGATORS)}")
+        if a not in known:
+            raise BadInput(f"--aggregator: unknown aggregator '{a}'; available: {', '.join(known)}")
     for r in reductions:
         if r not in REDUCTIONS:
             raise BadInput(f"--reduction: unknown reduction '{r}'; available: {', '.join(REDUCTIONS)}")
@@ -131,7 +132,7 @@ def replay(run_dir: Path, aggregators: Optional[list[str]] = None, reductions: O
         model, unit = f.parent.name, f.stem
         cands = {pid: candidates_of(unit, nodes, ctx) for pid, nodes in load_trees(f).items() if pid in gold}
         for a in aggregators:
-            for r in reductions if a != "majority" else ["last"]:
+            for r in reductions if aggregator_needs_prm(a) else ["last"]:
                 ok = [grade(aggregate(a, cs, r, cfg.include_truncated, dataset=cfg.dataset.name,
                                       include_invalid=cfg.invalid_votes), gold[pid],
                             cfg.dataset.name)

@@ -26,9 +26,10 @@ import pandas as pd
 
 from eval.records import KEY_FIELDS
 from rebase.errors import BadInput
+from rebase.flops import VIEWS
 from eval.outdir import check_writable, inside
 
-FLOP_VIEWS = ("paper", "policy", "total")
+FLOP_VIEWS = VIEWS
 NUMERIC = ("model_params", "correct", "policy_generated_tokens", "prm_tokens", "flops_paper",
            "flops_policy", "flops_total", "wall_s")
 

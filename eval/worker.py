@@ -63,7 +63,7 @@ class Worker:
             raise
         except Exception as e:  # noqa: BLE001 - any load error, named with the model
             raise RunFailure(f"model '{self.model.name}' could not be loaded: {type(e).__name__}: {e}") from e
-        if getattr(strategy, "poolable", False) or unit.strategy == "greedy":
+        if strategy.scores_on_request:
             return strategy.search(problems, unit.budget, ctx, score=unit.needs_prm)
         return strategy.search(problems, unit.budget, ctx)
 

@@ -23,6 +23,7 @@ from typing import Any, Optional
 
 from rebase.demo import DEMO_CONFIG  # shipped inside the package
 from rebase.errors import BadInput, RunFailure, SearchBug
+from rebase.flops import VIEWS
 
 KINDS = ("strategies", "aggregators", "prms", "backends", "datasets")
 
@@ -48,7 +49,7 @@ def _parser() -> argparse.ArgumentParser:
                            help="shard problems over Ray actors (a local cluster when no address)")
     p = sub.add_parser("report", help="write DIR/report from DIR's records")
     p.add_argument("dir")
-    p.add_argument("--flops-view", choices=("paper", "policy", "total"), default=None)
+    p.add_argument("--flops-view", choices=VIEWS, default=None)
     p = sub.add_parser("replay", help="re-aggregate saved trees with any aggregator/reduction")
     p.add_argument("dir")
     p.add_argument("--aggregator", action="append", default=None)

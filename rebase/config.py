@@ -19,10 +19,12 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, ValidationInfo, field_validator, model_validator
 
 from rebase.errors import BadInput
+from rebase.flops import FlopView
 from rebase.model_config import BACKEND_NAMES, ModelConfig, OpenAIModel, TransformersModel, VLLMModel  # noqa: F401 - re-exported
 from rebase.config_checks import check_collisions, check_templates, strategy_label  # noqa: F401 - re-exported
 from rebase.names import check_name, check_unique
 from rebase.yaml_load import load_yaml
+from rebase.types import Reduction
 
 # the maxima of everything that sizes a run (README, "Contracts")
 MAX_BUDGET = 4096  # samples / finished solutions / expansions per problem
@@ -145,7 +147,7 @@ class StrategyConfig(BaseModel):
     budgets: list[Budget] = Field(default_factory=lambda: [1], min_length=1)
     aggregator: Optional[str] = None  # override the strategy's default aggregator
     aggregators: Optional[list[str]] = None  # several aggregators over the same candidates
-    reduction: Literal["last", "min", "prod", "mean"] = "last"  # step-score reduction for voting
+    reduction: Reduction = "last"  # step-score reduction for voting
     temperature: Optional[float] = Field(None, ge=0, le=MAX_TEMPERATURE)  # overrides sampling.temperature
 
     @field_validator("budgets")
@@ -196,7 +198,7 @@ class RunConfig(Strict):
     seeds: list[SeedValue] = Field(default_factory=lambda: [0], min_length=1, max_length=MAX_SEEDS)
     sampling: SamplingConfig = Field(default_factory=SamplingConfig)
     batch_problems: int = Field(16, gt=0, le=MAX_BATCH_PROBLEMS)  # problems searched together (one generate call per round)
-    flops_view: Literal["paper", "policy", "total"] = "total"  # the report's x-axis
+    flops_view: FlopView = "total"  # the report's x-axis
     save_trees: bool = True
     sample_reuse: bool = True  # N-sample strategies share one pool per (model, problem, seed)
     include_truncated: bool = False  # whether truncated solutions vote
@@ -341,8 +343,9 @@ def _check_semantics(source: str, cfg: RunConfig) -> None:
             raise BadInput(_format_error(f"{source}: strategies.{i}", err)) from None
         if getattr(cls, "needs_prm", False) and cfg.prm is None:
             raise BadInput(f"{source}: strategies.{i}: '{s.name}' needs a 'prm' section")
-        if s.name == "greedy" and any(b != 1 for b in s.budgets):
-            raise BadInput(f"{source}: strategies.{i}.budgets: greedy takes budget 1 only")
+        fixed = getattr(cls, "fixed_budget", None)
+        if fixed is not None and any(b != fixed for b in s.budgets):
+            raise BadInput(f"{source}: strategies.{i}.budgets: {s.name} takes budget {fixed} only")
 
 
 def config_hash(cfg: RunConfig) -> str:

@@ -22,10 +22,11 @@ Views (see docs/ARCHITECTURE.md):
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal, Optional
+from typing import Any, Literal, Optional, get_args
 
 Role = Literal["policy", "prm", "judge"]
-VIEWS = ("paper", "policy", "total")
+FlopView = Literal["paper", "policy", "total"]  # the ledger's views, defined once here
+VIEWS: tuple[str, ...] = get_args(FlopView)
 
 
 @dataclass(frozen=True)

@@ -68,6 +68,11 @@ class Registry:
         load_plugins()  # built-in components and `rebase.plugins` entry points register themselves
         return sorted(self._table)
 
+    def in_order(self) -> list[str]:
+        """The names in registration order (built-ins first, as their modules declare them)."""
+        self.names()
+        return list(self._table)
+
     def __contains__(self, name: str) -> bool:
         return name in self.names()
 

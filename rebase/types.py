@@ -10,7 +10,11 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal, Optional
+from typing import Any, Literal, Optional, get_args
+
+# How a path's step scores become one number (for voting and for a node's reward); defined once here.
+Reduction = Literal["last", "min", "prod", "mean"]
+REDUCTIONS: tuple[str, ...] = get_args(Reduction)
 
 FinishReason = Literal["stop", "eos", "length"]
 

@@ -31,13 +31,13 @@ How it runs (budget = the MAXIMUM number of samples per problem):
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 from pydantic import Field, PositiveInt
 
 from rebase.flops import Ledger
 from rebase.registry import STRATEGIES
-from rebase.types import Candidate, Node, Problem, SearchResult
+from rebase.types import Candidate, Node, Problem, Reduction, SearchResult
 from strategies.aggregators import vote_totals, voters
 from strategies.base import SearchContext, Strategy, StrategyParams, request_seed
 from strategies.sampling import NSample
@@ -48,7 +48,7 @@ class AdaptiveParams(StrategyParams):
     wave: PositiveInt = 4  # samples per open problem per wave
     confidence: float = Field(0.95, gt=0.5, lt=1.0)  # stop when P(leader is the majority) >= this
     # step-score reduction of the weighted stopping tally; the runner passes the entry's `reduction`
-    reduction: Literal["last", "min", "prod", "mean"] = "last"
+    reduction: Reduction = "last"
 
 
 class _Problem:

@@ -135,3 +135,14 @@ def aggregate(name: str, cands: Sequence[Candidate], reduction: str = "last", in
     kw = {"include_invalid": True} if include_invalid else {}  # a plugin aggregator may not take it
     return AGGREGATORS.get(name)(cands, reduction=reduction, include_truncated=include_truncated, dataset=dataset,
                                  **kw)
+
+
+# What each aggregator needs, declared once: the sweep plans PRM scoring from this, not from names.
+majority.needs_prm = False  # type: ignore[attr-defined]
+best_of_n.needs_prm = True  # type: ignore[attr-defined]
+weighted_majority.needs_prm = True  # type: ignore[attr-defined]
+
+
+def needs_prm(aggregator: str) -> bool:
+    """Whether `aggregator` reads PRM scores (a plugin aggregator that does not say is assumed to)."""
+    return bool(getattr(AGGREGATORS.get(aggregator), "needs_prm", True))

@@ -57,6 +57,9 @@ class Strategy:
     needs_prm: ClassVar[bool] = False
     default_aggregator: ClassVar[str] = "majority"
     Params: ClassVar[type[StrategyParams]] = StrategyParams
+    # declarations the sweep reads instead of special-casing names:
+    fixed_budget: ClassVar[Optional[int]] = None  # the only budget it accepts (greedy: 1)
+    scores_on_request: ClassVar[bool] = False  # search(..., score=) scores for the aggregators that need it
 
     def __init__(self, params: Optional[StrategyParams] = None, **options: Any):
         self.params = params if params is not None else self.Params.model_validate(options)

@@ -27,12 +27,12 @@ leaves, rollouts are extra compute, visible on the FLOP axis.
 from __future__ import annotations
 
 import math
-from typing import Literal, Sequence
+from typing import Sequence
 
 from pydantic import Field
 
 from rebase.registry import STRATEGIES
-from rebase.types import Node
+from rebase.types import Node, Reduction
 from strategies.base import SearchContext, StrategyParams
 from strategies.rebase import Rebase
 from strategies.tree import Tree, rollout_score
@@ -62,7 +62,7 @@ class BeamSearch(Rebase):
 
     class Params(StrategyParams):
         beam_width: int = Field(4, ge=1)  # M: children per kept node; N / M nodes survive a round
-        reward: Literal["last", "min", "prod", "mean"] = "last"  # R(node) from its path's step scores
+        reward: Reduction = "last"  # R(node) from its path's step scores
         lookahead: int = Field(0, ge=0)  # greedy rollout steps scored before ranking (0 = off)
         pipeline: bool = False  # as REBASE's: next rounds join the running decode (transformers; off with lookahead)
 

@@ -26,12 +26,11 @@ lookahead step) and to the PRM in ONE score call.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 from pydantic import Field
 
 from rebase.registry import STRATEGIES
-from rebase.types import Node, Problem, SearchResult
+from rebase.types import Node, Problem, Reduction, SearchResult
 from strategies.base import SearchContext, Strategy, StrategyParams
 from strategies.tree import Tree, expand, new_trees, rollout_score, terminal
 
@@ -66,7 +65,7 @@ class DVTS(Strategy):
 
     class Params(StrategyParams):
         beam_width: int = Field(4, ge=1)  # M: candidate steps per subtree per round; N / M subtrees
-        reward: Literal["last", "min", "prod", "mean"] = "last"  # R(node) from its path's step scores
+        reward: Reduction = "last"  # R(node) from its path's step scores
         lookahead: int = Field(0, ge=0)  # greedy rollout steps scored before choosing (0 = off)
 
     def search(self, problems: list[Problem], budget: int, ctx: SearchContext) -> list[SearchResult]:

@@ -27,12 +27,12 @@ truncated solutions are allowed to), so the result is never silently empty.
 from __future__ import annotations
 
 import math
-from typing import Literal, Optional
+from typing import Optional
 
 from pydantic import Field
 
 from rebase.registry import STRATEGIES
-from rebase.types import Node, Problem, SearchResult
+from rebase.types import Node, Problem, Reduction, SearchResult
 from strategies.base import SearchContext, Strategy, StrategyParams
 from strategies.tree import Tree, expand, new_trees, score, terminal
 
@@ -100,7 +100,7 @@ class MCTS(Strategy):
         root_width: int = Field(4, ge=1)  # children of the root (paper: 4, 8, 16)
         inner_width: int = Field(2, ge=1)  # children of any other selected leaf (paper: 2)
         parallel: int = Field(1, ge=1)  # leaves selected per problem per round (virtual loss)
-        reward: Literal["last", "min", "prod", "mean"] = "last"  # a new node's value from its path scores
+        reward: Reduction = "last"  # a new node's value from its path scores
 
     def search(self, problems: list[Problem], budget: int, ctx: SearchContext) -> list[SearchResult]:
         if budget < 1:

@@ -32,6 +32,7 @@ from typing import Literal, Sequence
 from pydantic import Field
 
 from rebase.registry import STRATEGIES
+from rebase.types import Reduction
 from strategies.base import SearchContext, StrategyParams, request_seed
 from strategies.rebase import Rebase
 from strategies.tree import Tree
@@ -101,7 +102,7 @@ class ParticleFiltering(Rebase):
     class Params(StrategyParams):
         temperature: float = Field(1.0, gt=0)  # T in softmax(logit(R) / T); its_hub uses 1
         resampling: Literal["multinomial", "systematic"] = "multinomial"  # how the particles are drawn
-        reward: Literal["last", "min", "prod", "mean"] = "last"  # R(particle) from its path's step scores
+        reward: Reduction = "last"  # R(particle) from its path's step scores
 
     def allocate_round(self, tree: Tree, rnd: int, budget: int, rewards: list[float], ctx: SearchContext) -> list[int]:
         rng = random.Random(request_seed(ctx.seed, tree.problem.id, "resample", rnd))

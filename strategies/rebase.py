@@ -34,7 +34,7 @@ from pydantic import Field
 
 from rebase.registry import STRATEGIES
 from rebase.errors import RunFailure
-from rebase.types import GenerationRequest, Node, Problem, SearchResult
+from rebase.types import GenerationRequest, Node, Problem, Reduction, SearchResult
 from strategies.aggregators import vote_totals, voters
 from strategies.base import SearchContext, Strategy, StrategyParams
 from strategies.stopping import leader_probability
@@ -90,7 +90,7 @@ class Rebase(Strategy):
     class Params(StrategyParams):
         balance_temperature: float = Field(0.1, gt=0)  # T_b in softmax(R / T_b); paper 0.1, released code 0.2
         rounding: Literal["sequential_ceil", "round"] = "sequential_ceil"  # how W_j becomes an integer
-        reward: Literal["last", "min", "prod", "mean"] = "last"  # R(node) from its path's step scores
+        reward: Reduction = "last"  # R(node) from its path's step scores
         # stop a problem early once its finished candidates' PRM-weighted vote is decided at this
         # confidence (the Beta rule of strategies/stopping.py); None: always spend the whole budget
         stop_confidence: Optional[float] = Field(None, gt=0.5, lt=1.0)

@@ -54,6 +54,7 @@ class NSample(Strategy):
     """N independent whole-solution samples; the aggregator makes it majority / best-of-n / weighted."""
 
     poolable = True  # smaller budgets and other aggregators can be derived from a larger pool
+    scores_on_request = True  # PRM-scored only when an aggregator of the unit reads scores
     default_aggregator = "majority"
 
     def temperature(self, ctx: SearchContext) -> float:
@@ -102,6 +103,7 @@ class Greedy(NSample):
 
     name = "greedy"
     poolable = False
+    fixed_budget = 1
 
     def temperature(self, ctx: SearchContext) -> float:
         return 0.0
