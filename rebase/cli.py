@@ -136,6 +136,10 @@ def main(argv: Optional[list[str]] = None) -> int:
         # transformers' "Loading weights" bars would break the one-line error contract on stderr
         # (read once when transformers is imported, which happens after this point)
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        if "transformers" in sys.modules:  # imported already (an embedding program, a test session)
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()
     try:
         summary, code = dispatch(args)
     except BadInput as e:
