@@ -63,6 +63,11 @@ class Worker:
             raise
         except Exception as e:  # noqa: BLE001 - any load error, named with the model
             raise RunFailure(f"model '{self.model.name}' could not be loaded: {type(e).__name__}: {e}") from e
+        # PRM reads are reused within one search only: a unit pays for the PRM tokens it reads whatever
+        # ran before it, so records do not depend on unit order or on how a sweep is sharded over workers
+        forget = getattr(getattr(ctx.prm, "scorer", None), "forget", None)
+        if forget is not None:
+            forget()
         if strategy.scores_on_request:
             return strategy.search(problems, unit.budget, ctx, score=unit.needs_prm)
         return strategy.search(problems, unit.budget, ctx)

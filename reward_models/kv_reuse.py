@@ -64,6 +64,10 @@ class IncrementalScorer:
         self.store = PrefixKVCache(capacity_bytes)
         self.device = next(model.parameters()).device
 
+    def forget(self) -> None:
+        """Drop every stored read: the next search pays for its own PRM tokens."""
+        self.store.clear()
+
     def _plan(self, i: int, ids: list[int], positions: list[int]) -> _Job:
         entry, n = self.store.longest_shared(ids)
         known = dict(entry.payload or {}) if entry is not None else {}
