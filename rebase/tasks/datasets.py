@@ -18,7 +18,7 @@ hub ids need not match those of a local file that carries `idx`.)
 
     from rebase.config import DatasetConfig
     from rebase.tasks.datasets import load_problems
-    probs = load_problems(DatasetConfig(name="math500", path="../shared/data/math500/test.jsonl", levels=[5]))
+    probs = load_problems(DatasetConfig(name="math500", path="tests/fixtures/data/math500/test.jsonl", levels=[5]))
 """
 
 from __future__ import annotations
