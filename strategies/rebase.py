@@ -21,6 +21,10 @@ Rounding (`rounding`):
   then go below 0 (the search stops) or the frontier may empty while B_i > 0 (it stops too): the
   number of candidates can differ from N.
 
+Token cap (`token_cap`): `path` (default) makes sampling.max_tokens cap the tokens of the whole
+path; `step` applies it the released code's way, to each step's own tokens, so it never fires while
+max_step_tokens < max_tokens and a path runs on to the depth cap (docs/FIDELITY.md).
+
     from strategies.rebase import Rebase
     results = Rebase(balance_temperature=0.2).search(problems, 16, ctx)
 """
@@ -98,6 +102,10 @@ class Rebase(Strategy):
         # with generate(..., refill=...), i.e. transformers); same trees as lock-step rounds. Off by
         # default: not measured faster on a CPU (docs/PERFORMANCE.md)
         pipeline: bool = False
+        # what sampling.max_tokens caps: `path` the tokens of the whole path (a true cap); `step` each
+        # step's own tokens, the released code's rule, which never fires while max_step_tokens <
+        # max_tokens (docs/FIDELITY.md); strategies/tree.py
+        token_cap: Literal["path", "step"] = "path"
 
     def decided(self, tree: Tree, ctx: SearchContext) -> bool:
         """Whether the finished candidates so far already agree (only with `stop_confidence`)."""
@@ -124,7 +132,7 @@ class Rebase(Strategy):
     def search(self, problems: list[Problem], budget: int, ctx: SearchContext) -> list[SearchResult]:
         if budget < 1:
             raise ValueError(f"{self.name} budget must be >= 1, got {budget}")
-        trees = new_trees(problems, ctx)
+        trees = new_trees(problems, ctx, getattr(self.params, "token_cap", "path"))  # subclasses' Params may lack it
         remaining = {id(t): budget for t in trees}  # B_i per problem
         rounds = {id(t): 0 for t in trees}
         stopped = {id(t): False for t in trees}  # early stop (stop_confidence) per problem

@@ -10,17 +10,79 @@ max-shifted exponentials and caps each at what is left. On thousands of random f
 must give identical children per node except where the released one over-spends, and there
 rebase spends exactly the budget.
 
+It also holds the page to its word: every setting the tables name as the one that reproduces a
+reference must be a real config key (the config loads with it and keeps its value), and each key
+must have the test that shows its effect (SHOWN_BY).
+
     OMP_NUM_THREADS=1 .venv/bin/pytest -q tests/test_fidelity.py
 """
 
 from __future__ import annotations
 
+import copy
 import math
 import random
+import re
+from pathlib import Path
 
+import pytest
 import torch
 
-from strategies.rebase import allocate
+from rebase.config import RunConfig, apply_overrides, load_config
+from strategies.rebase import Rebase, allocate
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# each setting docs/FIDELITY.md names -> the test (file, function) that shows what it does
+SHOWN_BY = {
+    "balance_temperature": ("test_rebase.py", "test_search_saves_allocations_and_rounding_outcome"),
+    "rounding": ("test_rebase.py", "test_search_saves_allocations_and_rounding_outcome"),
+    "flops_view": ("test_report.py", "test_summary_and_files"),
+    "token_cap": ("test_token_cap.py", "test_the_released_cap_never_fires_below_max_step_tokens"),
+    "sampling.max_depth": ("test_tree.py", "test_node_states_under_caps"),
+    "invalid_votes": ("test_replay.py", "test_invalid_votes_setting_lets_the_no_answer_group_win"),
+    "prm.on_error": ("test_prm.py", "test_nan_logits_raise_or_default"),
+    "prm.kv_reuse": ("test_prm_kv_reuse.py", "test_incremental_scores_equal_full_rereading"),
+}
+BASE = {
+    "models": [{"name": "m", "path": "some/model"}],
+    "prm": {"family": "step_tag", "path": "some/prm", "tag": " ки", "good": "+", "bad": "-"},
+    "dataset": {"name": "gsm8k"},
+    "strategies": [{"name": "rebase", "budgets": [4]}],
+}
+
+
+def documented_settings() -> list[tuple[str, str]]:
+    """(key, value) of every `key: value` in the last column of the FIDELITY.md tables."""
+    out = []
+    for line in (ROOT / "docs" / "FIDELITY.md").read_text(encoding="utf-8").splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if not line.startswith("|") or len(cells) < 5 or set(cells[-1]) <= {"-"} or cells[-1].startswith("setting"):
+            continue
+        out += re.findall(r"`([a-z_.]+): ([^`]+)`", cells[-1])
+    return out
+
+
+def test_the_page_names_its_settings():
+    keys = {k for k, _ in documented_settings()}
+    assert keys == set(SHOWN_BY), keys ^ set(SHOWN_BY)  # a new setting on the page needs its test here
+
+
+@pytest.mark.parametrize("key,value", documented_settings())
+def test_each_documented_setting_is_a_config_key_with_its_test(key, value):
+    top = key.split(".")[0]
+    path = key if top in RunConfig.model_fields else f"strategies.0.{key}"
+    assert top in RunConfig.model_fields or key in Rebase.Params.model_fields, key
+    cfg = load_config(None, raw=apply_overrides(copy.deepcopy(BASE), [f"{path}={value}"]))
+    if path.startswith("strategies."):
+        got = getattr(Rebase.Params.model_validate(cfg.strategies[0].options()), key)
+    else:
+        got = cfg
+        for part in key.split("."):
+            got = getattr(got, part)
+    assert str(got).lower() == value.lower()  # the value is kept, not dropped or coerced elsewhere
+    file, test = SHOWN_BY[key]
+    assert f"def {test}(" in (ROOT / "tests" / file).read_text(encoding="utf-8"), (key, file, test)
 
 
 def released_allocate(width: int, rewards: list[float], temperature: float) -> list[int]:

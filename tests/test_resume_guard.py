@@ -102,6 +102,7 @@ def cfg_of(mutate=None):
     (lambda d: d.pop("prm") and d.update(strategies=[{"name": "majority", "budgets": [1]}]), "prm.family"),
     (lambda d: d["dataset"].update(path="other.jsonl"), "dataset.path"),
     (lambda d: d.update(include_truncated=True), "include_truncated"),
+    (lambda d: d.update(invalid_votes=True), "invalid_votes"),
     (lambda d: d.update(sample_reuse=False), "sample_reuse"),
 ])
 def test_every_record_changing_setting_is_fingerprinted(mutate, key):
