@@ -104,7 +104,7 @@ def write_report(run_dir: Path, flops_view: str | None = None) -> dict:
     compute_optimal.json, PNG plots and index.html;
     return the one-line JSON summary as a dict."""
     # Imported here so that `import eval.report` stays cheap (matplotlib loads only when used).
-    from eval import curves, html, pareto, plots, scaling
+    from eval import curves, findings, html, pareto, plots, scaling
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -147,12 +147,31 @@ def write_report(run_dir: Path, flops_view: str | None = None) -> dict:
         "skipped_lines": skipped,
     }
     optimal = write_compute_optimal(df, table, view, put)
+    checked = write_findings(table, fits, view, put)
     html.write_index(put("index.html"), summary, table, front, levels, fits,
-                     [p.name for k, p in written.items() if k.endswith(".png")], optimal["html"])
+                     [p.name for k, p in written.items() if k.endswith(".png")],
+                     optimal["html"] + findings.section(checked))
     summary["files"] = {k: str(p) for k, p in written.items()}
     summary["best"] = best_points(table, view)
     summary["compute_optimal"] = optimal["headline"]
+    summary["findings"] = findings.holds(checked)
     return summary
+
+
+def write_findings(table: pd.DataFrame, fits: dict, view: str, put) -> dict:
+    """findings.json: the paper's four findings checked in the report's view and in the paper and
+    total views (eval/findings.py)."""
+    from eval import findings, pareto, scaling
+
+    fits_by_view = {}
+    for v in dict.fromkeys([view, "paper", "total"]):
+        if table[f"flops_{v}"].notna().any():
+            fits_by_view[v] = (fits["compute_optimal"] if v == view else
+                               scaling.compute_optimal(table, pareto.frontier(table, v), v))
+    checked = findings.paper_findings(table, fits_by_view)
+    put("findings.json").write_text(json.dumps(_finite(checked), indent=2, allow_nan=False) + "\n",
+                                    encoding="utf-8")
+    return checked
 
 
 def write_compute_optimal(df: pd.DataFrame, table: pd.DataFrame, view: str, put) -> dict:
