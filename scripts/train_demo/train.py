@@ -36,6 +36,7 @@ POLICIES = (
     PolicySpec("arith-s", hidden=48, layers=2, heads=4, steps=3000, lr=3e-3, seed=11),
     PolicySpec("arith-m", hidden=56, layers=3, heads=4, steps=2500, lr=3e-3, seed=12),
     PolicySpec("arith-l", hidden=72, layers=4, heads=4, steps=2500, lr=2e-3, seed=13),
+    PolicySpec("arith-xl", hidden=96, layers=5, heads=4, steps=3200, lr=2e-3, seed=14),
 )
 
 
@@ -149,6 +150,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--measure", action="store_true",
                     help="only re-measure the saved policies in --out and rewrite their cards")
     ap.add_argument("--log", default=None, help="also append the log to this file")
+    ap.add_argument("--prm-init", default="arith-xl", help="the policy whose weights the PRM starts from")
     args = ap.parse_args(argv)  # a malformed argument: argparse's one-line usage error, exit 2
     known = [p.name for p in POLICIES] + ["arith-prm"]
     unknown = sorted({s for s in args.only.split(",") if s} - set(known))
@@ -156,6 +158,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                "--eval-size must be >= 1" if args.eval_size < 1 else
                "--eval-every must be >= 0" if args.eval_every < 0 else
                f"--only: unknown model '{unknown[0]}'; available: {', '.join(known)}" if unknown else
+               f"--prm-init: unknown policy '{args.prm_init}'; available: {', '.join(known[:-1])}"
+               if args.prm_init not in known[:-1] else
                f"--out {args.out}: is a file, not a directory" if Path(args.out).is_file() else None)
     if problem:
         print(f"python -m scripts.train_demo: error: {problem}", file=sys.stderr)
@@ -181,7 +185,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     if not only or "arith-prm" in only:
         from scripts.train_demo.train_prm import train_and_save_prm
 
-        results["arith-prm"] = train_and_save_prm(tok, out, args.steps_scale, args.eval_size, log)
+        results["arith-prm"] = train_and_save_prm(tok, out, args.steps_scale, args.eval_size, log,
+                                                  init_from=args.prm_init)
     log(f"done in {time.time() - t0:.0f}s")
     print(json.dumps({"out": str(out), "models": {k: v.get("greedy", v.get("auc")) for k, v in results.items()}}))
     return 0

@@ -1,0 +1,95 @@
+"""Hard negatives for the demo PRM: reference solutions with one step broken the way the policies
+break them.
+
+Why: a step PRM learns to verify only the mistakes it is shown. The demo policies' wrong samples go
+wrong almost always on an arithmetic slip in a correctly copied line (their cards' `slip_share`),
+and at temperature 0.7 a large policy makes few of them, so policy samples alone hold too few
+negatives next to the right answer. Here each slip is made on purpose: a result off by a little
+(one, two, ten, a changed or swapped digit), a wrongly copied operand or operator, or a wrong final
+answer; the steps after it carry on correctly from the wrong value, as a policy would. Labels come
+from `rebase.tasks.arith.check_steps`, never from how the slip was made.
+
+    rows = corrupted_rows(problems, seed=3)   # [(question, steps, labels)], one broken step each
+"""
+
+from __future__ import annotations
+
+import operator
+import random
+from typing import Iterable, Optional
+
+from rebase.tasks.arith import check_steps, solve
+from rebase.types import Problem
+
+_OPS = {"+": operator.add, "-": operator.sub, "*": operator.mul}
+KINDS = ("result", "result", "result", "operand", "operand", "operator", "answer")  # slips dominate
+
+
+def apply_op(a: int, sym: str, b: int) -> Optional[int]:
+    """a sym b for the arith operators; None for an inexact or zero division or a negative result."""
+    if sym == "/":
+        return a // b if b and a % b == 0 else None
+    out = _OPS[sym](a, b)
+    return out if out >= 0 else None
+
+
+def slip(x: int, rng: random.Random) -> int:
+    """A near miss of x: off by 1, 2 or 10, another last digit, or two digits swapped (never x, never < 0)."""
+    for _ in range(20):
+        kind = rng.randrange(5)
+        if kind == 0:
+            y = x + rng.choice((-1, 1))
+        elif kind == 1:
+            y = x + rng.choice((-2, 2, -10, 10))
+        elif kind == 2:
+            y = x - x % 10 + rng.randrange(10)
+        elif kind == 3 and x >= 10:
+            s = str(x)
+            i = rng.randrange(len(s) - 1)
+            y = int(s[:i] + s[i + 1] + s[i] + s[i + 2:])
+        else:
+            y = x + rng.randint(-9, 9)
+        if y != x and y >= 0:
+            return y
+    return x + 1
+
+
+def corrupted_steps(problem: Problem, rng: random.Random) -> list[str]:
+    """The reference steps of `problem` with one step broken (chosen at random, the answer line
+    included) and the rest continued from the broken value; cut short where it cannot continue."""
+    chain = solve(problem.question)
+    k = rng.randrange(len(chain) + 1)
+    kind = "answer" if k == len(chain) else rng.choice(KINDS[:-1])
+    steps: list[str] = []
+    cur = chain[0][0]
+    for i, (_, sym, b, _) in enumerate(chain):
+        a = cur
+        if i == k and kind == "operand":
+            if rng.random() < 0.5:
+                a = slip(a, rng)
+            else:
+                b = slip(b, rng)
+        elif i == k and kind == "operator":
+            sym = rng.choice([s for s in "+-*" if s != sym])
+        c = apply_op(a, sym, b)
+        if c is None:  # the broken line would need a negative or inexact result: stop here
+            break
+        if i == k and kind == "result":
+            c = slip(c, rng)
+        steps.append(f"{a} {sym} {b} = {c}")
+        cur = c
+    else:
+        steps.append(f"The answer is {slip(cur, rng) if kind == 'answer' else cur}")
+    return steps
+
+
+def corrupted_rows(problems: Iterable[Problem], seed: int) -> list[tuple[str, list[str], list[bool]]]:
+    """(question, steps, labels) per problem; a corruption that happens to be right is kept as a
+    positive (labels decide, not intent)."""
+    rng = random.Random(f"hard-negatives/{seed}")
+    rows = []
+    for p in problems:
+        steps = corrupted_steps(p, rng)
+        if steps:
+            rows.append((p.question, steps, check_steps(p.question, steps)))
+    return rows
