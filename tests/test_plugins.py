@@ -2,9 +2,8 @@
 a dataset through the `rebase.plugins` entry-point group, `rebase ls` lists them, `rebase run`
 uses them, and a duplicate name or a broken plugin is a one-line error with exit code 2.
 
-The plugin is a test-local distribution: a package plus its .dist-info (METADATA and
-entry_points.txt) in a temporary folder put on PYTHONPATH, which is how an installed wheel looks
-to importlib.metadata.
+The plugin is a test-local distribution (tests/plugin_dist.py): a package plus its .dist-info in a
+temporary folder put on PYTHONPATH, which is how an installed wheel looks to importlib.metadata.
 
     python -m pytest -q tests/test_plugins.py
 """
@@ -12,18 +11,13 @@ to importlib.metadata.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import yaml
 
+from plugin_dist import make_plugin, rebase_cli
 from rebase.errors import BadInput
 from rebase.registry import STRATEGIES, Registry
-
-ROOT = Path(__file__).resolve().parents[1]
 
 PLUGIN = '''"""A tiny third-party plugin: a strategy and a dataset."""
 from rebase.registry import DATASETS, STRATEGIES
@@ -44,24 +38,6 @@ def load_sums(cfg):
     return [Problem(id=f"sum-{i}", question=f"Start with {a}. Add {b}. What is the result?", gold=str(a + b),
                     dataset="plugin_sums") for i, (a, b) in enumerate([(3, 4), (10, 5)])]
 '''
-
-
-def make_plugin(root: Path, name: str, entry: str, source: str) -> Path:
-    """A distribution `name` whose `rebase.plugins` entry point is `entry`, its package `source`."""
-    pkg = name.replace("-", "_")
-    (root / pkg).mkdir(parents=True)
-    (root / pkg / "__init__.py").write_text(source, encoding="utf-8")
-    info = root / f"{pkg}-0.1.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1\n", encoding="utf-8")
-    (info / "entry_points.txt").write_text(f"[rebase.plugins]\n{pkg} = {entry}\n", encoding="utf-8")
-    return root
-
-
-def rebase_cli(args: list[str], plugin_dir: Path, cwd: Path) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(plugin_dir), str(ROOT)]), OMP_NUM_THREADS="1")
-    return subprocess.run([sys.executable, "-m", "rebase.cli", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=300)
 
 
 def test_duplicate_name_is_an_error_and_same_object_is_not():

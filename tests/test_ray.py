@@ -4,9 +4,12 @@
     OMP_NUM_THREADS=1 .venv/bin/python -m pytest -q tests/test_ray.py -m "not slow"
 
 The fast tests check actor planning and that a batch failing inside an actor becomes failure
-records. The slow one starts a real local Ray instance (2 CPUs, no dashboard, a small object
-store) through `rebase sweep --ray` and checks that its records equal the single-process sweep's
-with 2 actors, with 1 actor and another batch size, and that a resumed `--ray` sweep computes nothing.
+records. The slow ones start a real local Ray instance (2 CPUs, no dashboard, a small object
+store) through `rebase sweep --ray`: one checks that its records equal the single-process sweep's
+with 2 actors, with 1 actor and another batch size, and that a resumed `--ray` sweep computes
+nothing; the other that a programming error inside an actor (a plugin strategy's TypeError) stops
+the sweep as it does without Ray: exit 1, one stderr line, the traceback in DIR/errors.log, the
+records written before it kept.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import yaml
 
 from eval.distributed import SweepActor, failure_records, plan_actors
 from eval.plan import plan_units
+from plugin_dist import make_plugin, rebase_cli
 from rebase.cli import main
 from rebase.config import RunConfig
 from rebase.errors import BadInput
@@ -134,3 +138,55 @@ def test_ray_sweep_equals_single_process_and_resumes(tmp_path, tiny_dir, data_di
     code, again = sweep(tmp_path, cfg, "ray2", "--ray")
     s = summary(capsys)
     assert code == 0 and s["new_records"] == 0 and s["records"] == len(local) and len(again) == len(two)
+
+
+BUGGY_PLUGIN = '''"""A strategy with a programming error, and four sums to run it on."""
+from rebase.registry import DATASETS, STRATEGIES
+from rebase.types import Problem
+from strategies.sampling import Greedy
+
+
+@STRATEGIES.register("buggy_greedy")
+class BuggyGreedy(Greedy):
+    """Greedy decoding, with a TypeError once a batch holds problem sum-2."""
+
+    name = "buggy_greedy"
+
+    def search(self, problems, budget, ctx, score=None):
+        if any(p.id == "sum-2" for p in problems):
+            return "problems: " + len(problems)  # the bug: str + int
+        return super().search(problems, budget, ctx, score=score)
+
+
+@DATASETS.register("four_sums")
+def load_sums(cfg):
+    """Four fixed sums."""
+    return [Problem(id=f"sum-{i}", question=f"Start with {a}. Add {b}. What is the result?", gold=str(a + b),
+                    dataset="four_sums") for i, (a, b) in enumerate([(3, 4), (10, 5), (6, 2), (8, 1)])]
+'''
+
+
+@pytest.mark.slow
+def test_a_bug_inside_a_ray_actor_stops_the_sweep_with_its_traceback(tmp_path):
+    """The plugin reaches the actors as any installed plugin does (the entry point, on the
+    PYTHONPATH the Ray workers inherit). One actor takes the batches in plan order: the first
+    batch's records are written, the second batch raises inside the actor's worker."""
+    site = make_plugin(tmp_path / "site", "buggy-plugin", "buggy_plugin", BUGGY_PLUGIN)
+    cfg = {"models": [{"name": "arith-s", "path": "package:rebase.demo/models/arith-s"}],
+           "dataset": {"name": "four_sums"}, "strategies": [{"name": "buggy_greedy", "budgets": [1]}],
+           "sampling": {"max_tokens": 32}, "batch_problems": 2}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    env = {"REBASE_RAY_CPUS": "2", "REBASE_RAY_OBJECT_STORE_MB": "200", "REBASE_RAY_WORKERS": "1"}
+    r = rebase_cli(["sweep", "c.yaml", "--out", "out", "--no-progress", "--ray"], site, tmp_path, env=env)
+    assert r.returncode == 1, r.stderr[-3000:]
+    assert not r.stdout.strip()  # no summary line: the sweep did not finish
+    err = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+    assert len(err) == 1, r.stderr[-3000:]
+    assert "bug: TypeError: can only concatenate str" in err[0] and "problems sum-2, sum-3" in err[0]
+    assert "records written so far are kept" in err[0] and "errors.log" in err[0]
+    out = tmp_path / "out"
+    recs = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert sorted(x["problem_id"] for x in recs) == ["sum-0", "sum-1"] and not any(x["error"] for x in recs)
+    log = (out / "errors.log").read_text(encoding="utf-8")
+    assert log.count(": bug\n") == 1 and "Traceback (most recent call last)" in log
+    assert 'return "problems: " + len(problems)' in log and "TypeError: can only concatenate str" in log
