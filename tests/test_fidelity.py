@@ -118,8 +118,8 @@ def test_rebase_allocation_matches_released_except_where_it_overspends():
             continue
         if ours != theirs:
             differ += 1
-    # the released code over-spends in a few percent of rounds; elsewhere the two agree exactly
-    assert 0.005 * n < overspent < 0.2 * n, overspent
+    # the released code over-spends in 133 of these 3000 rounds (4.4%, docs/FIDELITY.md); elsewhere the two agree
+    assert 0.03 * n < overspent < 0.06 * n, overspent
     assert differ == 0, differ
 
 
