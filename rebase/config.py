@@ -107,7 +107,7 @@ class PRMConfig(Strict):
 
 
 class DatasetConfig(Strict):
-    name: str  # gsm8k | math500 | math | arith
+    name: str  # a registered dataset: gsm8k | math500 | math | aime2024 | aime2025 | amc2023 | arith | a plugin's
     path: Optional[str] = None  # local JSONL instead of the hub
     split: str = "test"
     limit: Optional[int] = Field(None, gt=0, le=MAX_PROBLEMS)  # first k problems (after `sample`)
@@ -127,9 +127,10 @@ class DatasetConfig(Strict):
 
 
 class PromptConfig(Strict):
-    """How a problem becomes a prompt; defaults come from the dataset (rebase/tasks/prompts.py)."""
+    """How a problem becomes a prompt; defaults come from the dataset's task (rebase/tasks/prompts.py)."""
 
-    style: Optional[Literal["instruction", "few_shot"]] = None
+    # plain: a bare "Question: ...\nAnswer:\n" (arith's default: its demo models were trained on it)
+    style: Optional[Literal["instruction", "few_shot", "plain"]] = None
     system: Optional[str] = None
     instruction: Optional[str] = None  # text before the question; {question} placeholder allowed
     step_delimiter: Optional[str] = None  # stop string between steps, e.g. "\n\n"

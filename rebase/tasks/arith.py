@@ -16,6 +16,8 @@ everywhere, ~400k-parameter models trained for 1500 steps copy operands perfectl
 
 - `load_arith(cfg)`: `cfg.size` problems "arith-<seed>-<i>" from `cfg.seed` (levels cycle through
   `cfg.levels`, default 1-5). The caller applies `sample` / `limit`.
+- `Arith`: the task (rebase/tasks/base.py): numeric answers, one step per line, and the bare
+  "plain" prompt the demo models were trained on (`prompt.style` in a config can change it).
 - `training_problems(seed, eval_seed=0, ...)`: an endless stream from a disjoint seed space that
   drops every question of the evaluation set (so evaluation problems never appear in training).
 - `reference_solution(problem)`, `check_steps(question, steps)`: the gold steps and per-step labels.
@@ -27,6 +29,7 @@ import random
 import re
 from typing import Iterator, Optional, Sequence
 
+from rebase.tasks.base import NumericTask
 from rebase.types import Problem
 
 LEVELS = (1, 2, 3, 4, 5)
@@ -180,3 +183,14 @@ def training_problems(seed: int, levels: Sequence[int] = LEVELS, eval_seed: int 
         i += 1
         if p.question not in avoid:
             yield p
+
+
+class Arith(NumericTask):
+    """Generated multi-step arithmetic (levels 1-5), the demo world's dataset."""
+
+    name = "arith"
+    # arith's own models were trained on a bare "Question: ...\nAnswer:\n" format
+    style = "plain"
+
+    def load(self, cfg) -> list[Problem]:
+        return load_arith(cfg)

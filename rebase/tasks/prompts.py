@@ -1,7 +1,9 @@
 """Prompt formats: how a problem becomes a prompt, what separates steps, what marks the answer.
 
-Each dataset has defaults (GSM8K and arith: one step per line, "The answer is N"; MATH: steps
-separated by a blank line, answer in \\boxed{}), and every field can be set under `prompt:` in YAML.
+Each dataset's task (rebase/tasks/base.py) gives the defaults: style, step delimiter and answer
+marker (GSM8K and arith: one step per line, "The answer is N"; MATH, AIME, AMC: steps separated by
+a blank line, answer in \\boxed{}; arith: the bare "plain" prompt its demo models were trained on),
+and every field can be set under `prompt:` in YAML.
 With a chat model (a tokenizer with a chat template) the instruction goes in a user turn; otherwise
 a plain "Question: ... Answer:" text, optionally with few-shot exemplars, is used.
 """
@@ -12,14 +14,8 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from rebase.config import PromptConfig
+from rebase.tasks.base import DEFAULT, find_task
 from rebase.types import Problem
-
-_DEFAULTS = {
-    "gsm8k": ("\n", "The answer is"),
-    "arith": ("\n", "The answer is"),
-    "math": ("\n\n", "\\boxed"),
-    "math500": ("\n\n", "\\boxed"),
-}
 
 _INSTRUCTIONS = {
     "The answer is": (
@@ -59,14 +55,12 @@ class PromptFormat:
     @classmethod
     def from_config(cls, dataset: str, cfg: Optional[PromptConfig] = None) -> "PromptFormat":
         cfg = cfg or PromptConfig()
-        delim, marker = _DEFAULTS.get(dataset, ("\n", "The answer is"))
-        # arith's own models were trained on a bare "Question: ...\nAnswer:\n" format
-        style = cfg.style or ("plain" if dataset == "arith" else "instruction")
+        task = find_task(dataset) or DEFAULT
         return cls(
             dataset=dataset,
-            style=style,
-            step_delimiter=cfg.step_delimiter if cfg.step_delimiter is not None else delim,
-            answer_marker=cfg.answer_marker or marker,
+            style=cfg.style or task.style,
+            step_delimiter=cfg.step_delimiter if cfg.step_delimiter is not None else task.step_delimiter,
+            answer_marker=cfg.answer_marker or task.answer_marker,
             instruction=cfg.instruction,
             system=cfg.system,
             chat_template=cfg.chat_template,
