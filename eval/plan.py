@@ -8,12 +8,25 @@ resume exact: a problem is searched again only when one of its unit's records is
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Optional
 
 from rebase.config import RunConfig, StrategyConfig, strategy_label
 from rebase.registry import STRATEGIES
 from strategies.aggregators import needs_prm as aggregator_needs_prm
+
+
+POOL_SEARCH = "majority"  # the search a shared sample pool runs (its tree files are named "pool-...")
+_STEM = re.compile(r"(.+?)-b\d+-s\d+(?:-|$)")
+
+
+def search_of(stem: str) -> str:
+    """The registry name of the search that wrote the tree file DIR/trees/<model>/<stem>.jsonl
+    (Unit.label's inverse: "rebase-b4-s0-wide" -> "rebase", "pool-b16-s0" -> POOL_SEARCH)."""
+    m = _STEM.match(stem)
+    name = m.group(1) if m else stem
+    return POOL_SEARCH if name == "pool" else name
 
 
 @dataclass(frozen=True)
@@ -74,7 +87,7 @@ def plan_units(cfg: RunConfig) -> list[Unit]:
                 key = (seed, entry.temperature)
                 pool = pools.get(key)
                 if pool is None:
-                    pool = pools[key] = Unit("majority", 0, seed, entry.temperature, pool=True)
+                    pool = pools[key] = Unit(POOL_SEARCH, 0, seed, entry.temperature, pool=True)
                     units.append(pool)
                 pool.budget = max(pool.budget, max(entry.budgets))
                 pool.needs_prm |= any(aggregator_needs_prm(a) for a in aggs) or cls.needs_prm

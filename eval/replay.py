@@ -2,7 +2,8 @@
 without generating or scoring again.
 
 Trees (DIR/trees/<model>/<unit>.jsonl, one node a line with its problem id, text, step scores and
-finish flags) are rebuilt, their candidates recovered exactly as the strategy formed them, and every
+finish flags) are rebuilt, their candidates recovered exactly as the strategy formed them (the
+strategy that wrote a tree file says how: Strategy.saved_candidates), and every
 requested aggregator x reduction graded against the gold answers in DIR/results.jsonl. Writes
 DIR/replay.csv (model, unit, aggregator, reduction, accuracy, problems) and returns a summary.
 
@@ -19,9 +20,10 @@ from pathlib import Path
 from typing import Any, Optional
 
 from rebase.errors import BadInput
-from rebase.registry import AGGREGATORS
+from rebase.registry import AGGREGATORS, STRATEGIES
 from rebase.types import REDUCTIONS, Node
 from eval.outdir import check_tree, check_writable, inside
+from eval.plan import search_of
 from eval.store import numbered_lines
 
 
@@ -55,21 +57,14 @@ def load_trees(path: Path) -> dict[str, list[Node]]:
 
 
 def candidates_of(unit: str, nodes: list[Node], ctx: Any) -> list:
-    from strategies.mcts import MCTS
-    from strategies.sampling import candidate_from_text
-    from strategies.tree import Tree
+    """The candidates the search that wrote tree file `unit` formed from `nodes`: the strategy
+    declares how (Strategy.saved_candidates); a search no longer registered (a plugin not
+    installed here) gets the tree searches' rule."""
+    from strategies.base import Strategy
 
-    if unit.startswith(("pool-", "greedy-", "majority-", "best_of_n-", "weighted_majority-")):
-        out = []
-        for n in nodes[1:]:
-            c = candidate_from_text(n.text, n.finish_reason or "stop", n.path_tokens, ctx)
-            c.step_scores = list(n.step_scores) or None
-            out.append(c)
-        return out
-    tree = Tree(problem=None, nodes=nodes)  # type: ignore[arg-type]
-    for n in nodes[1:]:
-        tree.children.setdefault(n.parent, []).append(n.id)
-    return MCTS.tree_candidates(tree, ctx) if unit.startswith("mcts-") else tree.candidates(ctx)
+    name = search_of(unit)
+    cls = STRATEGIES.get(name) if name in STRATEGIES else Strategy
+    return cls.saved_candidates(nodes, ctx)
 
 
 def read_config(cfg_file: Path) -> Any:

@@ -14,6 +14,9 @@ round joining the running decode as soon as its own round is scored (strategies/
         class Params(StrategyParams):
             width: int = 4  # documented here, validated by pydantic
         def search(self, problems, budget, ctx): ...
+        # optional: how a saved tree turns back into candidates (`rebase replay`); default: its terminal leaves
+        @classmethod
+        def saved_candidates(cls, nodes, ctx): ...
 
 Register it with `@STRATEGIES.register("my_search")` in a module listed in strategies/__init__.py, or
 in a third-party module named by a `rebase.plugins` entry point (rebase/plugins.py).
@@ -21,35 +24,22 @@ in a third-party module named by a `rebase.plugins` entry point (rebase/plugins.
 
 from __future__ import annotations
 
-import hashlib
-from dataclasses import dataclass
 from typing import Any, ClassVar, Optional
 
 from pydantic import BaseModel, ConfigDict
 
-from rebase.config import SamplingConfig
 from rebase.flops import Ledger
-from rebase.generator import Generator
-from rebase.tasks.prompts import PromptFormat
-from rebase.types import Problem, SearchResult
-from reward_models.base import PRM
+from rebase.types import Candidate, Node, Problem, SearchResult
+from strategies.context import SearchContext, request_seed
+from strategies.tree import Tree
+
+__all__ = ["SearchContext", "Strategy", "StrategyParams", "new_ledger", "request_seed"]
 
 
 class StrategyParams(BaseModel):
     """Base of every strategy's options; unknown keys are an error naming the key."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # every float finite
-
-
-@dataclass
-class SearchContext:
-    generator: Generator
-    prm: Optional[PRM]
-    prompts: PromptFormat
-    sampling: SamplingConfig
-    seed: int
-    dataset: str
-    include_truncated: bool = False
 
 
 class Strategy:
@@ -67,11 +57,13 @@ class Strategy:
     def search(self, problems: list[Problem], budget: int, ctx: SearchContext) -> list[SearchResult]:
         raise NotImplementedError
 
-
-def request_seed(seed: int, *parts: Any) -> int:
-    """A 63-bit seed from (run seed, problem id, node id, ...): stable whatever the batching."""
-    h = hashlib.blake2b(repr((seed,) + parts).encode(), digest_size=8).digest()
-    return int.from_bytes(h, "little") >> 1
+    @classmethod
+    def saved_candidates(cls, nodes: list[Node], ctx: SearchContext) -> list[Candidate]:
+        """The candidates this strategy formed from a search whose nodes (root first) were saved
+        with `save_trees`: what `rebase replay` re-aggregates, so it asks the strategy rather than
+        guessing from a name. The default is the tree searches' rule, every terminal leaf in
+        creation order (Tree.candidates); a strategy that forms candidates otherwise overrides it."""
+        return Tree.from_nodes(nodes).candidates(ctx)
 
 
 def new_ledger() -> Ledger:

@@ -137,6 +137,11 @@ class MCTS(Strategy):
                                                     "exhausted": exhausted[i]})
                 for i, t in enumerate(trees)]
 
+    @classmethod
+    def saved_candidates(cls, nodes: list[Node], ctx: SearchContext) -> list:
+        """As the search returned them: terminal leaves, or the best open leaf when none finished."""
+        return cls.tree_candidates(Tree.from_nodes(nodes), ctx)
+
     @staticmethod
     def tree_candidates(tree: Tree, ctx: SearchContext):
         cands = tree.candidates(ctx)

@@ -57,6 +57,16 @@ class NSample(Strategy):
     scores_on_request = True  # PRM-scored only when an aggregator of the unit reads scores
     default_aggregator = "majority"
 
+    @classmethod
+    def saved_candidates(cls, nodes: list[Node], ctx: SearchContext) -> list[Candidate]:
+        """Every node under the root is one whole sample, scored as it was (replay's rule)."""
+        out = []
+        for n in nodes[1:]:
+            c = candidate_from_text(n.text, n.finish_reason or "stop", n.path_tokens, ctx)
+            c.step_scores = list(n.step_scores) or None
+            out.append(c)
+        return out
+
     def temperature(self, ctx: SearchContext) -> float:
         return ctx.sampling.temperature
 
