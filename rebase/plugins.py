@@ -20,7 +20,10 @@ to import, or that takes a name already registered, is a BadInput naming the ent
 `rebase ls` lists what is registered.
 
 The built-ins load the same way, from the list below: the one place where the core names the
-packages above it, as data (module names), never as imports.
+packages above it, as data (module names), never as imports. They are deliberately not declared as
+the package's own `rebase.plugins` entry points: those are read from installed metadata, so a
+source checkout run with PYTHONPATH would have no built-ins, and an editable install would miss a
+new built-in module until it is reinstalled. The list is always the code's own.
 """
 
 from __future__ import annotations
