@@ -32,7 +32,7 @@ from pydantic import Field
 from rebase.registry import STRATEGIES
 from rebase.types import Node, Problem, Reduction, SearchResult
 from strategies.base import SearchContext, Strategy, StrategyParams
-from strategies.tree import Tree, expand, new_trees, rollout_score, terminal
+from strategies.tree import Tree, grow, new_trees, rollout_score, terminal
 
 
 def subtree_widths(budget: int, width: int) -> list[int]:
@@ -75,22 +75,21 @@ class DVTS(Strategy):
         subtrees = [Subtree(t, w, t.root) for t in trees for w in widths]
         rounds = {id(t): 0 for t in trees}
         rnd = 0
+
+        def judge(nodes: list[tuple[Tree, Node]]) -> None:  # the PRM's view of each new step, lookahead included
+            rollout_score(nodes, ctx, p.lookahead, p.reward)
+
         while True:
             live = [s for s in subtrees if s.live]
             if not live:
                 break
             if rnd == 0:  # every subtree starts at the root: one request of N per problem
-                for t in trees:
-                    t.root.allocation = budget
-                groups = expand([(t, t.root, budget) for t in trees], ctx, rnd)
-                dealt = {id(t): iter(kids) for t, kids in groups}
+                groups = grow([(t, t.root, budget) for t in trees], ctx, rnd, judge)
+                dealt = {id(t): iter(kids) for t, kids in groups}  # in order: subtree after subtree
                 per_subtree = [[next(dealt[id(s.tree)]) for _ in range(s.width)] for s in live]
             else:
-                for s in live:
-                    s.current.allocation = s.width
-                groups = expand([(s.tree, s.current, s.width) for s in live], ctx, rnd)
+                groups = grow([(s.tree, s.current, s.width) for s in live], ctx, rnd, judge)
                 per_subtree = [kids for _, kids in groups]
-            rollout_score([(s.tree, n) for s, kids in zip(live, per_subtree) for n in kids], ctx, p.lookahead, p.reward)
             rnd += 1
             for s, kids in zip(live, per_subtree):
                 rounds[id(s.tree)] = rnd

@@ -34,7 +34,7 @@ from pydantic import Field
 from rebase.registry import STRATEGIES
 from rebase.types import Node, Problem, Reduction, SearchResult
 from strategies.base import SearchContext, Strategy, StrategyParams
-from strategies.tree import Tree, expand, new_trees, score, terminal
+from strategies.tree import Tree, grow, new_trees, score, terminal
 
 
 def uct(q: float, n: int, n_parent: int, c: float) -> float:
@@ -122,16 +122,14 @@ class MCTS(Strategy):
                     continue
                 rounds[i] += 1
                 for leaf in picked:
-                    leaf.allocation = p.root_width if leaf.parent is None else p.inner_width
-                    items.append((t, leaf, leaf.allocation))
+                    items.append((t, leaf, p.root_width if leaf.parent is None else p.inner_width))
                     left[i] -= 1
             if not items:
                 break
-            groups = expand(items, ctx, rnd)
-            new = [(t, n) for t, kids in groups for n in kids]
-            score(new, ctx, p.reward)
-            for t, n in new:
-                backup(t, n)
+            groups = grow(items, ctx, rnd, lambda nodes: score(nodes, ctx, p.reward))
+            for t, kids in groups:
+                for n in kids:
+                    backup(t, n)
             rnd += 1
         return [t.result(self.tree_candidates(t, ctx), {"rounds": rounds[i], "expansions": budget - left[i],
                                                     "exhausted": exhausted[i]})

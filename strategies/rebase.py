@@ -42,7 +42,7 @@ from rebase.types import GenerationRequest, Node, Problem, Reduction, SearchResu
 from strategies.aggregators import vote_totals, voters
 from strategies.base import SearchContext, Strategy, StrategyParams
 from strategies.stopping import leader_probability
-from strategies.tree import Tree, attach, expand, new_trees, request_for, score, terminal
+from strategies.tree import Tree, attach, grow, new_trees, request_for, score, terminal
 
 State = tuple[dict[int, int], dict[int, int], dict[int, bool]]  # B_i, rounds done, stopped early
 
@@ -136,8 +136,6 @@ class Rebase(Strategy):
         remaining = {id(t): budget for t in trees}  # B_i per problem
         rounds = {id(t): 0 for t in trees}
         stopped = {id(t): False for t in trees}  # early stop (stop_confidence) per problem
-        for t in trees:
-            t.root.allocation = budget
         first = [(t, t.root, budget) for t in trees]
         state = (remaining, rounds, stopped)
         if self.pipelined(ctx):
@@ -170,20 +168,14 @@ class Rebase(Strategy):
         if self.decided(t, ctx):
             stopped[key] = True
             return []  # the finished candidates agree: the rest of the budget is not spent
-        items = []
         alloc = self.allocate_round(t, rounds[key], remaining[key], [n.reward for n in frontier], ctx)
-        for n, w in zip(frontier, alloc):
-            n.allocation = w
-            if w > 0:
-                items.append((t, n, w))
-        return items
+        return [(t, n, w) for n, w in zip(frontier, alloc) if w > 0]  # 0 children: pruned
 
     def _lock_step(self, items: list[tuple[Tree, Node, int]], ctx: SearchContext, state: State) -> None:
         """All problems in step: one generate call and one score call per round."""
         rnd = 0
         while items:
-            groups = expand(items, ctx, rnd)
-            self.score_round([(t, n) for t, kids in groups for n in kids], ctx)
+            groups = grow(items, ctx, rnd, lambda nodes: self.score_round(nodes, ctx))
             rnd += 1
             fresh: dict[int, tuple[Tree, list[Node]]] = {}
             for t, kids in groups:  # a tree may have several expanded nodes this round

@@ -10,6 +10,7 @@ decides *which* nodes to expand and *how many* children each gets.
     groups = expand([(tree, tree.root, 4), ...], ctx, rnd) # one generate call
     # or, inside a running decode: request_for(...) per node, then attach(...) its completions
     score([(tree, child) for tree, kids in groups for child in kids], ctx, "last")  # one PRM call
+    groups = grow(items, ctx, rnd, lambda nodes: score(nodes, ctx, "last"))  # the two together
     result = tree.result(tree.candidates(ctx), info={"rounds": rnd})
 
 Node states: `finished` = the solution ended naturally (the step gives the answer per
@@ -39,7 +40,7 @@ and the rollout itself is not kept in the tree.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from rebase.errors import RunFailure
 from rebase.tasks.grading import extract_answer
@@ -188,9 +189,11 @@ def new_trees(problems: list[Problem], ctx: SearchContext, token_cap: str = "pat
 
 
 def request_for(tree: Tree, node: Node, k: int, ctx: SearchContext, rnd: int) -> GenerationRequest:
-    """The generation request for `k` children of `node` in round `rnd` of its tree."""
+    """The generation request for `k` children of `node` in round `rnd` of its tree; `k` is
+    recorded as the node's allocation (what the saved tree shows it was granted)."""
     if terminal(node):
         raise ValueError(f"problem {tree.problem.id} node {node.id}: a terminal node cannot be expanded")
+    node.allocation = k
     # room >= 1: a node at the token cap was truncated
     used = node.path_tokens if tree.token_cap == "path" else None
     return step_request(tree.path_ids(node), used, k, ctx.sampling.temperature,
@@ -225,6 +228,15 @@ def expand(items: list[tuple[Tree, Node, int]], ctx: SearchContext, rnd: int) ->
     if len(outs) != len(requests):
         raise RunFailure(f"generator {gen.name} returned {len(outs)} results for {len(requests)} requests")
     return [(tree, attach(tree, node, k, comps, ctx)) for (tree, node, k), comps in zip(items, outs)]
+
+
+def grow(items: list[tuple[Tree, Node, int]], ctx: SearchContext, rnd: int,
+         judge: Callable[[list[tuple[Tree, Node]]], None]) -> list[tuple[Tree, list[Node]]]:
+    """One round of a tree strategy: `expand` the items (ONE generate call), then `judge` every new
+    node, in item order (`score`, or `rollout_score` with lookahead: ONE PRM call)."""
+    groups = expand(items, ctx, rnd)
+    judge([(tree, node) for tree, kids in groups for node in kids])
+    return groups
 
 
 def is_step(text: str) -> bool:

@@ -26,6 +26,16 @@ FIXTURE_MARKERS = {"vllm_gen": "real_engine", "vllm_prm": "real_engine", "vllm_m
                    "smollm": "real_engine", "vllm_server": "real_server", "served": "real_server"}
 
 
+@pytest.fixture
+def fake_answers(monkeypatch):
+    """Tree candidates read "The answer is X" with fakes.fake_extract_answer (strategy tests over the
+    fakes: `pytestmark = pytest.mark.usefixtures("fake_answers")`)."""
+    import strategies.tree as tree_mod
+    from fakes import fake_extract_answer
+
+    monkeypatch.setattr(tree_mod, "extract_answer", fake_extract_answer)
+
+
 def pytest_configure(config):
     import torch
 

@@ -12,7 +12,10 @@ or run into the length cap with given probabilities.
     ... strategy.search(problems, budget, ctx) ...
     assert gen.calls == prm.calls == rounds
 
-`fake_extract_answer` reads "The answer is X" (use it with monkeypatch on strategies.tree).
+`fake_extract_answer` reads "The answer is X" (conftest's `fake_answers` fixture puts it in
+strategies.tree). Worked trees: `NamedSteps(write)` scripts a FakeGenerator whose every step is one
+named token plus the delimiter; `check_tree_basics(res, ctx)` holds the checks every tree strategy's
+result must pass.
 """
 
 from __future__ import annotations
@@ -136,6 +139,49 @@ class FakePRM:
                 return out[1:]
             out[0].scores = out[0].scores[:-1] if self.break_first == "short" else [float("nan")] + out[0].scores[1:]
         return out
+
+
+def step_completion(req: GenerationRequest, text: str, tok: int) -> Completion:
+    """A whole step of two tokens (`tok`, then the delimiter) that stopped on the delimiter."""
+    return Completion(text=text, token_ids=[tok, DELIM_ID], finish_reason="stop",
+                      prompt_tokens=len(req.prompt_token_ids), cached_tokens=0, generated_tokens=2)
+
+
+class NamedSteps:
+    """A FakeGenerator script for worked trees: `write(req, i, depth)` gives the text of sample i of
+    a request whose path has `depth` steps; each step's token names it, so `parent(req)` is the text
+    of the step the request continues."""
+
+    def __init__(self, write: Callable[[GenerationRequest, int, int], str]):
+        self.write = write
+        self.names: dict[int, str] = {}
+
+    def parent(self, req: GenerationRequest) -> str:
+        return self.names[req.prompt_token_ids[-2]]
+
+    def __call__(self, req: GenerationRequest, i: int, rng: random.Random) -> Completion:
+        text = self.write(req, i, sum(1 for t in req.prompt_token_ids if t == DELIM_ID))
+        tok = 1000 + len(self.names)
+        self.names[tok] = text
+        return step_completion(req, text, tok)
+
+
+def check_tree_basics(res, ctx) -> dict[int, list]:
+    """What every tree search's result must hold: nodes within the depth and token caps with one
+    score per step, the candidates exactly the terminal leaves in creation order, every generated
+    token in the ledger once and one PRM entry per scored node. Returns parent id -> children."""
+    nodes = res.nodes
+    kids: dict[int, list] = {}
+    for n in nodes[1:]:
+        kids.setdefault(n.parent, []).append(n)
+        assert n.depth <= ctx.sampling.max_depth and n.path_tokens <= ctx.sampling.max_tokens
+        assert len(n.step_scores) == n.depth
+    terminal_leaves = [n.id for n in nodes[1:] if n.id not in kids and (n.finished or n.truncated)]
+    assert [c.node_id for c in res.candidates] == terminal_leaves
+    led = res.ledger
+    assert led.tokens("policy", "generated_tokens") == sum(len(n.token_ids) for n in nodes[1:])
+    assert sum(e.role == "prm" for e in led.entries) == len(nodes) - 1
+    return kids
 
 
 def problems(k: int, dataset: str = "gsm8k") -> list[Problem]:

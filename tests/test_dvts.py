@@ -13,18 +13,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-import strategies.tree as tree_mod
-from fakes import DELIM_ID, FakeGenerator, FakePRM, fake_extract_answer, make_ctx, problems
+from fakes import FakeGenerator, FakePRM, NamedSteps, check_tree_basics, make_ctx, problems
 from rebase.registry import STRATEGIES
-from rebase.types import Completion
 from strategies.aggregators import aggregate
 from strategies.dvts import DVTS, subtree_widths
 from strategies.tree import terminal
 
 
-@pytest.fixture(autouse=True)
-def _answers(monkeypatch):
-    monkeypatch.setattr(tree_mod, "extract_answer", fake_extract_answer)
+pytestmark = pytest.mark.usefixtures("fake_answers")
 
 
 def test_subtree_widths():
@@ -50,20 +46,12 @@ def test_params_and_registry():
 def _worked_generator():
     """Step i of a request is named by its position: depth 1 "a".."h"; depth 2 "<parent>0".."<parent>1";
     depth 3 gives the answer. Scores: the first subtree's steps (a-d) all score below the second's."""
-    names = {}
-
-    def script(req, i, rng):
-        depth = sum(1 for t in req.prompt_token_ids if t == DELIM_ID)
+    def write(req, i, depth):
         if depth == 0:
-            text = "abcdefgh"[i]
-        elif depth == 1:
-            text = f"{names[req.prompt_token_ids[-2]]}{i}"
-        else:
-            text = f"The answer is {i}."
-        tok = 1000 + len(names)
-        names[tok] = text
-        return Completion(text=text, token_ids=[tok, DELIM_ID], finish_reason="stop",
-                          prompt_tokens=len(req.prompt_token_ids), cached_tokens=0, generated_tokens=2)
+            return "abcdefgh"[i]
+        return f"{script.parent(req)}{i}" if depth == 1 else f"The answer is {i}."
+
+    script = NamedSteps(write)
 
     scores = {"a": 0.1, "b": 0.3, "c": 0.2, "d": 0.05, "e": 0.9, "f": 0.8, "g": 0.95, "h": 0.7,
               "b0": 0.2, "b1": 0.6, "b2": 0.0, "b3": 0.1, "g0": 0.5, "g1": 0.4, "g2": 0.0, "g3": 0.3}
@@ -91,11 +79,7 @@ def test_worked_tree_keeps_each_subtrees_best_child():
 
 def _check_dvts(res, budget, width, ctx):
     nodes = res.nodes
-    kids = {}
-    for n in nodes[1:]:
-        kids.setdefault(n.parent, []).append(n)
-        assert n.depth <= ctx.sampling.max_depth and n.path_tokens <= ctx.sampling.max_tokens
-        assert len(n.step_scores) == n.depth
+    kids = check_tree_basics(res, ctx)
     widths = subtree_widths(budget, width)
     assert len(kids[0]) == budget == nodes[0].allocation
     for n in nodes[1:]:
@@ -107,12 +91,6 @@ def _check_dvts(res, budget, width, ctx):
                 assert n.reward == max(s.reward for s in sibs)
     for d in range(1, max(n.depth for n in nodes) + 1):
         assert sum(1 for n in nodes if n.depth == d and n.id in kids) <= len(widths)
-    leaves = [n for n in nodes[1:] if n.id not in kids]
-    assert [c.node_id for c in res.candidates] == [n.id for n in leaves if terminal(n)]
-    # each subtree ends in exactly one kept terminal node or is cut while still open at the depth cap
-    led = res.ledger
-    assert led.tokens("policy", "generated_tokens") == sum(len(n.token_ids) for n in nodes[1:])
-    assert sum(e.role == "prm" for e in led.entries) == len(nodes) - 1
 
 
 @settings(max_examples=60, derandomize=True, deadline=None)

@@ -14,9 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-import strategies.tree as tree_mod
 from rebase.tasks.prompts import PromptFormat
-from fakes import DELIM_ID, EOS_ID, FakeGenerator, FakePRM, fake_extract_answer, make_ctx, problems
+from fakes import EOS_ID, FakeGenerator, FakePRM, NamedSteps, make_ctx, problems
 from rebase.config import SamplingConfig
 from rebase.types import Completion
 from strategies.beam import BeamSearch
@@ -26,28 +25,18 @@ from strategies.rebase import Rebase
 from strategies.tree import terminal
 
 
-@pytest.fixture(autouse=True)
-def _answers(monkeypatch):
-    monkeypatch.setattr(tree_mod, "extract_answer", fake_extract_answer)
+pytestmark = pytest.mark.usefixtures("fake_answers")
 
 
 def _lookahead_generator():
     """Depth 1: "a" (scored 0.6) and "b" (0.5). A greedy rollout of "a" writes "a+" (0.1), of "b"
     writes "b+" (0.9). Sampled steps below depth 1 give the answer."""
-    names = {}
-
-    def script(req, i, rng):
-        depth = sum(1 for t in req.prompt_token_ids if t == DELIM_ID)
+    def write(req, i, depth):
         if depth == 0:
-            text = "ab"[i % 2]
-        elif req.temperature == 0:
-            text = names[req.prompt_token_ids[-2]] + "+"
-        else:
-            text = f"The answer is {i}."
-        tok = 1000 + len(names)
-        names[tok] = text
-        return Completion(text=text, token_ids=[tok, DELIM_ID], finish_reason="stop",
-                          prompt_tokens=len(req.prompt_token_ids), cached_tokens=0, generated_tokens=2)
+            return "ab"[i % 2]
+        return script.parent(req) + "+" if req.temperature == 0 else f"The answer is {i}."
+
+    script = NamedSteps(write)
 
     return FakeGenerator(script=script), FakePRM(fixed={"a": 0.6, "b": 0.5, "a+": 0.1, "b+": 0.9})
 

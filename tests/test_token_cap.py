@@ -17,8 +17,7 @@ from __future__ import annotations
 
 import pytest
 
-import strategies.tree as tree_mod
-from fakes import FakeGenerator, FakePRM, fake_extract_answer, make_ctx, problems
+from fakes import FakeGenerator, FakePRM, make_ctx, problems
 from rebase.config import load_config
 from rebase.errors import BadInput
 from eval.fingerprint import first_difference, fingerprint
@@ -27,9 +26,7 @@ from strategies.rebase import Rebase
 STEP, DEPTH = 8, 6  # max_step_tokens, max_depth
 
 
-@pytest.fixture(autouse=True)
-def _answers(monkeypatch):
-    monkeypatch.setattr(tree_mod, "extract_answer", fake_extract_answer)
+pytestmark = pytest.mark.usefixtures("fake_answers")
 
 
 def search(token_cap: str, max_tokens: int, max_step_tokens: int = STEP):
