@@ -93,8 +93,7 @@ def _sampling_lines(m: Optional[dict]) -> str:
 
 def measure(tok, out: Path, only: set[str], eval_size: int, log) -> dict:
     """Re-measure saved policies (greedy and sampling) and rewrite their cards; weights untouched."""
-    from transformers import AutoModelForCausalLM
-
+    from scripts.train_demo.sampling import load
     from scripts.train_demo.train_policy import greedy_accuracy, sampling_metrics
 
     heldout = heldout_problems(eval_size)
@@ -104,9 +103,9 @@ def measure(tok, out: Path, only: set[str], eval_size: int, log) -> dict:
         if (only and spec.name not in only) or not (d / "train_info.json").exists():
             continue
         info = json.loads((d / "train_info.json").read_text(encoding="utf-8"))
-        model = AutoModelForCausalLM.from_pretrained(d).eval()
-        info["greedy"] = greedy_accuracy(model, tok, heldout)
-        info["sampling"] = sampling_metrics(model, tok, heldout[:SAMPLING_PROBLEMS])
+        gen = load(d)
+        info["greedy"] = greedy_accuracy(gen, heldout)
+        info["sampling"] = sampling_metrics(gen, heldout[:SAMPLING_PROBLEMS])
         log(f"{spec.name}: greedy {info['greedy']} sampling {info['sampling']}")
         (d / "train_info.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
         (d / "MODEL_CARD.md").write_text(policy_card(PolicySpec(**info["spec"]), info), encoding="utf-8")
@@ -116,6 +115,9 @@ def measure(tok, out: Path, only: set[str], eval_size: int, log) -> dict:
 
 def train_policies(tok, out: Path, scale: float, only: set[str], eval_size: int, log,
                    eval_every: int = 0) -> dict:
+    import tempfile
+
+    from scripts.train_demo.sampling import load
     from scripts.train_demo.train_policy import greedy_accuracy, sampling_metrics, train_policy
 
     heldout = heldout_problems(eval_size)
@@ -126,12 +128,17 @@ def train_policies(tok, out: Path, scale: float, only: set[str], eval_size: int,
         spec = scaled(spec, scale)
 
         def probe(model, step, name=spec.name):
-            log(f"{name} step {step}: greedy {greedy_accuracy(model, tok, heldout[:200])}")
+            with tempfile.TemporaryDirectory() as d:  # measured as saved, through the backend
+                model.save_pretrained(d)
+                tok.save_pretrained(d)
+                log(f"{name} step {step}: greedy {greedy_accuracy(Path(d), heldout[:200])}")
 
         model, info = train_policy(spec, tok, log=log, eval_every=eval_every, eval_fn=probe)
         info["vocab"] = len(tok)
-        info["greedy"] = greedy_accuracy(model, tok, heldout)
-        info["sampling"] = sampling_metrics(model, tok, heldout[:SAMPLING_PROBLEMS])
+        save_model(model, tok, out / spec.name, info, "")  # measured from what is saved
+        gen = load(out / spec.name)
+        info["greedy"] = greedy_accuracy(gen, heldout)
+        info["sampling"] = sampling_metrics(gen, heldout[:SAMPLING_PROBLEMS])
         log(f"{spec.name}: sampling {info['sampling']}")
         log(f"{spec.name}: {info['params']} params, {info['steps']} steps, {info['train_s']}s, "
             f"greedy {info['greedy']}")

@@ -6,8 +6,8 @@ matter). They are trained from scratch on reference solutions in the exact plain
 evaluator prompts with ("Question: {q}\\nAnswer:\\n", steps joined by "\\n", then </s>), with the
 loss on solution tokens only (AdamW, batch 32, warmup + cosine decay, one seed for everything).
 
-Also here: a minimal batched sampler (`generate_solutions`) and greedy evaluation, used for the
-model cards and for sampling the PRM's training data.
+Also here: greedy and sampling metrics for the model cards, measured through the project's own
+backend and prompt format (scripts/train_demo/sampling.py).
 
     from scripts.train_demo.train_policy import PolicySpec, train_policy
     model, info = train_policy(PolicySpec("arith-s", hidden=48, layers=2, heads=4, steps=100), tok)
@@ -25,8 +25,9 @@ import torch
 
 from rebase.tasks.arith import LEVELS, check_steps, reference_solution, training_problems
 from rebase.types import Problem
+from scripts.train_demo.sampling import prompt_text, solutions
 
-MAX_NEW_TOKENS = 160  # a level-5 reference solution is ~130 characters
+__all__ = ["PolicySpec", "prompt_text", "train_policy", "greedy_accuracy", "sampling_metrics", "policy_batch"]
 
 
 @dataclass
@@ -48,8 +49,6 @@ class PolicySpec:
     seed: int = 0
 
 
-def prompt_text(question: str) -> str:
-    return f"Question: {question}\nAnswer:\n"
 
 
 def make_model(spec: PolicySpec, tok, max_positions: int = 512):
@@ -137,50 +136,6 @@ def train_policy(spec: PolicySpec, tok, log: Optional[Callable[[str], None]] = N
     return model, info
 
 
-@torch.no_grad()
-def generate_solutions(model, tok, questions: Sequence[str], temperature: float = 0.0, seed: int = 0,
-                       batch: int = 256, max_new_tokens: int = MAX_NEW_TOKENS) -> list[str]:
-    """One completion per question (greedy at temperature 0), cut at </s>; batched with left
-    padding and a KV cache. Seeded, so the same call gives the same samples."""
-    out: list[str] = []
-    gen = torch.Generator().manual_seed(seed)
-    for s in range(0, len(questions), batch):
-        chunk = questions[s: s + batch]
-        enc = [tok.encode(prompt_text(q)) for q in chunk]
-        width = max(len(e) for e in enc)
-        ids = torch.tensor([[tok.pad_token_id] * (width - len(e)) + e for e in enc])
-        mask = torch.tensor([[0] * (width - len(e)) + [1] * len(e) for e in enc])
-        pos = (mask.cumsum(-1) - 1).clamp(min=0)
-        done = torch.zeros(len(chunk), dtype=torch.bool)
-        new = []
-        past = None
-        cur_ids, cur_pos = ids, pos
-        for _ in range(max_new_tokens):
-            res = model(input_ids=cur_ids, attention_mask=mask, position_ids=cur_pos,
-                        past_key_values=past, use_cache=True)
-            past = res.past_key_values
-            logits = res.logits[:, -1, :].float()
-            if temperature > 0:
-                probs = torch.softmax(logits / temperature, dim=-1)
-                nxt = torch.multinomial(probs, 1, generator=gen).squeeze(-1)
-            else:
-                nxt = logits.argmax(-1)
-            nxt = torch.where(done, torch.full_like(nxt, tok.pad_token_id), nxt)
-            new.append(nxt)
-            done |= nxt == tok.eos_token_id
-            if bool(done.all()):
-                break
-            cur_ids = nxt[:, None]
-            cur_pos = cur_pos[:, -1:] + 1
-            mask = torch.cat([mask, torch.ones(len(chunk), 1, dtype=mask.dtype)], dim=1)
-        gen_ids = torch.stack(new, dim=1).tolist()
-        for row in gen_ids:
-            if tok.eos_token_id in row:
-                row = row[: row.index(tok.eos_token_id)]
-            out.append(tok.decode([t for t in row if t != tok.pad_token_id], skip_special_tokens=True))
-    return out
-
-
 def split_steps(text: str) -> list[str]:
     return [s for s in text.split("\n") if s.strip()]
 
@@ -192,11 +147,12 @@ def is_correct(question: str, text: str) -> bool:
         and steps[-1].lower().startswith("the answer is")
 
 
-def greedy_accuracy(model, tok, problems: Sequence[Problem]) -> dict:
-    """Greedy accuracy overall and per level (answer-graded: the final answer equals gold)."""
+def greedy_accuracy(model, problems: Sequence[Problem]) -> dict:
+    """Greedy accuracy overall and per level (answer-graded: the final answer equals gold) of a
+    saved model (its directory, or a loaded generator)."""
     from rebase.tasks.grading import extract_answer, grade
 
-    texts = generate_solutions(model, tok, [p.question for p in problems], temperature=0.0)
+    texts = solutions(model, [p.question for p in problems], temperature=0.0)
     per: dict[int, list[bool]] = {}
     for p, t in zip(problems, texts):
         ok = grade(extract_answer(t, "arith"), p.gold, "arith")
@@ -207,7 +163,7 @@ def greedy_accuracy(model, tok, problems: Sequence[Problem]) -> dict:
             "n": len(allok)}
 
 
-def sampling_metrics(model, tok, problems: Sequence[Problem], k: int = 8, temperature: float = 0.7,
+def sampling_metrics(model, problems: Sequence[Problem], k: int = 8, temperature: float = 0.7,
                      seed: int = 0) -> dict:
     """k samples per problem: per-sample accuracy, pass@k, majority@k (invalid answers never win),
     and the share of wrong samples whose first bad step is an arithmetic slip on a correctly copied
@@ -217,7 +173,7 @@ def sampling_metrics(model, tok, problems: Sequence[Problem], k: int = 8, temper
     from rebase.tasks.grading import extract_answer, grade
 
     qs = [p.question for p in problems for _ in range(k)]
-    texts = generate_solutions(model, tok, qs, temperature=temperature, seed=seed)
+    texts = solutions(model, qs, temperature=temperature, seed=seed)
     n_ok = n_pass = n_major = n_wrong = n_slip = 0
     for i, p in enumerate(problems):
         answers = [extract_answer(t, "arith") for t in texts[i * k: (i + 1) * k]]

@@ -26,7 +26,8 @@ import torch
 
 from rebase.tasks.arith import check_steps, training_problems
 from scripts.train_demo.tokenizer import BAD, GOOD, STEP_TAG
-from scripts.train_demo.train_policy import generate_solutions, split_steps
+from scripts.train_demo.sampling import solutions
+from scripts.train_demo.train_policy import split_steps
 from reward_models.base import step_tag_text
 
 POLICY_NAMES = ("arith-s", "arith-m", "arith-l", "arith-xl")
@@ -68,7 +69,7 @@ def sample_labelled(models: dict, tok, problems_for: Callable[[str], list], seed
         got = []
         for j, temp in enumerate(temperatures):
             part = qs[j * per: (j + 1) * per]
-            got += label_samples(part, generate_solutions(model, tok, part, temperature=temp, seed=seed + 10 * k + j))
+            got += label_samples(part, solutions(model, part, temperature=temp, seed=seed + 10 * k + j))
         good = sum(all(lab) for _, _, lab in got)
         log(f"prm data: {name} {len(got)} samples, {good / max(1, len(got)):.1%} fully correct")
         rows += [(q, st, lab, name) for q, st, lab in got]
@@ -217,7 +218,7 @@ def ranking_check(prm, tok, models: dict, problems, n_max: int, log) -> dict:
     out = {}
     for k, (name, model) in enumerate(models.items()):
         qs = [p.question for p in problems for _ in range(n_max)]
-        texts = generate_solutions(model, tok, qs, temperature=EVAL_TEMPERATURE, seed=SEED + 500 + k)
+        texts = solutions(model, qs, temperature=EVAL_TEMPERATURE, seed=SEED + 500 + k)
         rows = [(q, split_steps(t)[:MAX_STEPS_PER_SOLUTION] or [""], [True]) for q, t in zip(qs, texts)]
         tag_id = tok.convert_tokens_to_ids(STEP_TAG)
         data = []
@@ -301,8 +302,9 @@ def train_and_save_prm(tok, out: Path, steps_scale: float, eval_size: int, log, 
 
     from scripts.train_demo.artifacts import heldout_problems, save_model
     from scripts.train_demo.hard_negatives import corrupted_rows
+    from scripts.train_demo.sampling import load
 
-    models = {n: AutoModelForCausalLM.from_pretrained(out / n).eval() for n in POLICY_NAMES if (out / n).is_dir()}
+    models = {n: load(out / n) for n in POLICY_NAMES if (out / n).is_dir()}
     t0 = time.time()
     frac = min(1.0, steps_scale)
     n_train = max(BATCH, round(SAMPLES_PER_POLICY * frac))
