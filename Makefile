@@ -1,4 +1,4 @@
-# rebase: `make demo` runs the embedded default sweep and its report; `make test` runs ruff, then the tests.
+# rebase: `make demo` runs the embedded default sweep and its report; `make test` runs ruff (lint and format check), then the tests.
 # Each target creates .venv and installs everything it needs when missing (CPU torch on a machine
 # without CUDA: a plain `pip install torch` there would pull a multi-GB CUDA build).
 
@@ -42,10 +42,12 @@ demo: install
 
 test: install chromium
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest -q -ra --durations=15
 
 test-fast: install
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest -q -m "not slow" -x
 
 bench: install

@@ -34,9 +34,19 @@ def log(*parts: Any) -> None:
     print(*parts, file=sys.stderr, flush=True)
 
 
-def build_world(root: Path, arch: str, hidden: int, layers: int, heads: int, kv_heads: int, intermediate: int,
-                vocab: Optional[int] = None, tok_vocab: int = 4096, device: str = "cpu",
-                dtype: Any = None) -> tuple[Path, Path]:
+def build_world(
+    root: Path,
+    arch: str,
+    hidden: int,
+    layers: int,
+    heads: int,
+    kv_heads: int,
+    intermediate: int,
+    vocab: Optional[int] = None,
+    tok_vocab: int = 4096,
+    device: str = "cpu",
+    dtype: Any = None,
+) -> tuple[Path, Path]:
     """Tokenizer + random policy + tiny PRM saved under `root`; returns (policy dir, PRM dir).
     `vocab` pads the policy's embedding beyond the tokenizer (the GPU shape's 151k rows)."""
     sys.path.insert(0, str(ROOT / "tests"))
@@ -45,14 +55,25 @@ def build_world(root: Path, arch: str, hidden: int, layers: int, heads: int, kv_
     from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, Qwen2Config
 
     build_tokenizer(root / "tok", DATA, vocab_size=tok_vocab)
-    build_model(root / "prm", root / "tok", "llama", hidden=128, layers=2, heads=2, kv_heads=1, intermediate=256,
-                seed=7)
+    build_model(
+        root / "prm", root / "tok", "llama", hidden=128, layers=2, heads=2, kv_heads=1, intermediate=256, seed=7
+    )
     tok = AutoTokenizer.from_pretrained(root / "tok")
     Cfg = {"llama": LlamaConfig, "qwen2": Qwen2Config}[arch]
-    cfg = Cfg(vocab_size=vocab or len(tok), hidden_size=hidden, intermediate_size=intermediate,
-              num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=kv_heads,
-              head_dim=hidden // heads, max_position_embeddings=4096, bos_token_id=tok.bos_token_id,
-              eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, tie_word_embeddings=True)
+    cfg = Cfg(
+        vocab_size=vocab or len(tok),
+        hidden_size=hidden,
+        intermediate_size=intermediate,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=kv_heads,
+        head_dim=hidden // heads,
+        max_position_embeddings=4096,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        tie_word_embeddings=True,
+    )
     torch.manual_seed(0)
     with torch.device(device):  # a 1.5B model initialises in seconds on a GPU, minutes on a CPU
         model = AutoModelForCausalLM.from_config(cfg, dtype=dtype or torch.float32)
@@ -113,8 +134,10 @@ def load_problems(n: int) -> list[Any]:
     from rebase.types import Problem
 
     rows = [json.loads(line) for line in (DATA / "gsm8k" / "test.jsonl").read_text().splitlines()[:n]]
-    return [Problem(id=str(i), question=r["question"], gold=r["answer"].split("####")[-1].strip(), dataset="gsm8k")
-            for i, r in enumerate(rows)]
+    return [
+        Problem(id=str(i), question=r["question"], gold=r["answer"].split("####")[-1].strip(), dataset="gsm8k")
+        for i, r in enumerate(rows)
+    ]
 
 
 class TimedGenerator:
@@ -219,8 +242,9 @@ class RunStats:
         return self.prm_processed / max(self.generated, 1)
 
 
-def run_strategy(strategy: Any, problems: list[Any], budget: int, ctx: Any, meter: bool = False,
-                 one_by_one: bool = False) -> RunStats:
+def run_strategy(
+    strategy: Any, problems: list[Any], budget: int, ctx: Any, meter: bool = False, one_by_one: bool = False
+) -> RunStats:
     """Time one search over `problems` (all in one batch, or one problem per search call). A fresh
     prefix cache (policy and PRM) each run, so runs do not feed each other's KV."""
     from dataclasses import replace
@@ -238,15 +262,21 @@ def run_strategy(strategy: Any, problems: list[Any], budget: int, ctx: Any, mete
     results = [r for b in batches for r in strategy.search(b, budget, c)]
     wall = time.perf_counter() - t0
     led = [r.ledger for r in results]
-    return RunStats(wall_s=wall, policy_s=timed.seconds - timed_prm.inside_s,
-                    generated=sum(x.tokens("policy", "generated_tokens") for x in led),
-                    processed=sum(x.tokens("policy", "processed_tokens") for x in led),
-                    prm_tokens=sum(x.summary()["prm_tokens"] for x in led),
-                    nodes=sum(len(r.nodes) - 1 for r in results),
-                    flops_policy=sum(x.flops("policy") for x in led), calls=timed.calls,
-                    measured_flops=timed.measured_flops - timed_prm.inside_flops, prm_s=timed_prm.seconds,
-                    prm_processed=sum(x.tokens("prm", "prompt_tokens") - x.tokens("prm", "cached_tokens") for x in led),
-                    flops_total=sum(x.flops("total") for x in led), measured_prm_flops=timed_prm.measured_flops)
+    return RunStats(
+        wall_s=wall,
+        policy_s=timed.seconds - timed_prm.inside_s,
+        generated=sum(x.tokens("policy", "generated_tokens") for x in led),
+        processed=sum(x.tokens("policy", "processed_tokens") for x in led),
+        prm_tokens=sum(x.summary()["prm_tokens"] for x in led),
+        nodes=sum(len(r.nodes) - 1 for r in results),
+        flops_policy=sum(x.flops("policy") for x in led),
+        calls=timed.calls,
+        measured_flops=timed.measured_flops - timed_prm.inside_flops,
+        prm_s=timed_prm.seconds,
+        prm_processed=sum(x.tokens("prm", "prompt_tokens") - x.tokens("prm", "cached_tokens") for x in led),
+        flops_total=sum(x.flops("total") for x in led),
+        measured_prm_flops=timed_prm.measured_flops,
+    )
 
 
 def alternate(variants: dict[str, Callable[[], RunStats]], repeats: int) -> dict[str, list[RunStats]]:
@@ -255,12 +285,14 @@ def alternate(variants: dict[str, Callable[[], RunStats]], repeats: int) -> dict
     names = list(variants)
     out: dict[str, list[RunStats]] = {k: [] for k in names}
     for r in range(repeats):
-        order = names[r % len(names):] + names[: r % len(names)]
+        order = names[r % len(names) :] + names[: r % len(names)]
         for k in order:
             s = variants[k]()
             out[k].append(s)
-            log(f"  [{r + 1}/{repeats}] {k}: {s.wall_s:.2f}s, {s.generated} tokens, {s.per_token_ms:.2f} ms/token, "
-                f"policy {s.policy_s:.2f}s, PRM {s.prm_s:.2f}s ({s.prm_processed} tokens run), {s.calls} generate calls")
+            log(
+                f"  [{r + 1}/{repeats}] {k}: {s.wall_s:.2f}s, {s.generated} tokens, {s.per_token_ms:.2f} ms/token, "
+                f"policy {s.policy_s:.2f}s, PRM {s.prm_s:.2f}s ({s.prm_processed} tokens run), {s.calls} generate calls"
+            )
     return out
 
 
@@ -268,8 +300,9 @@ def median(xs: list[float]) -> float:
     return statistics.median(xs)
 
 
-def make_context(policy_dir: Path, prm_dir: Path, problems: list[Any], sampling: Any, device: str,
-                 step_rate: float, eos_rate: float) -> tuple[Any, Any, dict[str, float]]:
+def make_context(
+    policy_dir: Path, prm_dir: Path, problems: list[Any], sampling: Any, device: str, step_rate: float, eos_rate: float
+) -> tuple[Any, Any, dict[str, float]]:
     """Load the policy (real backend) and PRM, calibrate the stop biases; returns (context with
     prefix reuse, the same without it, info)."""
     import copy
@@ -282,8 +315,9 @@ def make_context(policy_dir: Path, prm_dir: Path, problems: list[Any], sampling:
     from strategies.base import SearchContext
 
     gen = TransformersGenerator(TransformersModel(name="policy", path=str(policy_dir), device=device))
-    prm = StepTagPRM(PRMConfig(family="step_tag", name="prm", path=str(prm_dir), device=device,
-                               tag=" ки", good="+", bad="-"))
+    prm = StepTagPRM(
+        PRMConfig(family="step_tag", name="prm", path=str(prm_dir), device=device, tag=" ки", good="+", bad="-")
+    )
     prompts = PromptFormat.from_config("gsm8k")
     nl, eos = gen.encode("\n")[-1], gen.tokenizer.eos_token_id
     bias = calibrate(gen, [prompts.render(p, gen) for p in problems], {nl: step_rate, eos: eos_rate})
@@ -308,13 +342,16 @@ def compare(ctx: Any, ctx_nr: Any, problems: list[Any], budget: int, repeats: in
     pipelined = Rebase(balance_temperature=0.1, pipeline=True)  # next rounds join the running decode
     log(f"warm-up, then {repeats} alternating rounds: {len(problems)} problems, N={budget}")
     run_strategy(rebase, problems[:2], 4, ctx)
-    runs = alternate({
-        "rebase": lambda: run_strategy(rebase, problems, budget, ctx),
-        "sampling": lambda: run_strategy(wm, problems, budget, ctx),
-        "rebase_no_reuse": lambda: run_strategy(rebase, problems, budget, ctx_nr),
-        "rebase_one_by_one": lambda: run_strategy(rebase, problems, budget, ctx, one_by_one=True),
-        "rebase_pipelined": lambda: run_strategy(pipelined, problems, budget, ctx),
-    }, repeats)
+    runs = alternate(
+        {
+            "rebase": lambda: run_strategy(rebase, problems, budget, ctx),
+            "sampling": lambda: run_strategy(wm, problems, budget, ctx),
+            "rebase_no_reuse": lambda: run_strategy(rebase, problems, budget, ctx_nr),
+            "rebase_one_by_one": lambda: run_strategy(rebase, problems, budget, ctx, one_by_one=True),
+            "rebase_pipelined": lambda: run_strategy(pipelined, problems, budget, ctx),
+        },
+        repeats,
+    )
     log("FLOP check: REBASE on 2 problems, N=4, policy and PRM under FlopCounterMode")
     fl = run_strategy(rebase, problems[:2], 4, ctx, meter=True)
     reb, smp = runs["rebase"], runs["sampling"]
@@ -325,19 +362,25 @@ def compare(ctx: Any, ctx_nr: Any, problems: list[Any], budget: int, repeats: in
         "pipeline_speedup": [a.wall_s / b.wall_s for a, b in zip(reb, runs["rebase_pipelined"])],
     }
     out: dict[str, Any] = {k: round(median(v), 3) for k, v in by_round.items()}
-    out["prm_tokens_rebase_vs_sampling"] = round(median([a.prm_per_generated / b.prm_per_generated
-                                                         for a, b in zip(reb, smp)]), 3)
+    out["prm_tokens_rebase_vs_sampling"] = round(
+        median([a.prm_per_generated / b.prm_per_generated for a, b in zip(reb, smp)]), 3
+    )
     out["flops_policy_vs_measured"] = round(fl.flops_policy / max(fl.measured_flops, 1), 4)
     out["flops_total_vs_measured"] = round(fl.flops_total / max(fl.measured_flops + fl.measured_prm_flops, 1), 4)
-    out.update({
-        "rebase_policy_share": round(median([s.policy_s / s.wall_s for s in reb]), 3),
-        "rebase_vs_sampling_policy_only_per_token": round(median(
-            [(a.policy_s / a.generated) / (b.policy_s / b.generated) for a, b in zip(reb, smp)]), 3),
-        "rebase_mean_step_tokens": round(median([s.generated / s.nodes for s in reb]), 1),
-        "prm_tokens_per_generated": {k: round(median([s.prm_per_generated for s in v]), 3) for k, v in runs.items()},
-        "prm_share": {k: round(median([s.prm_s / s.wall_s for s in v]), 3) for k, v in runs.items()},
-        "ratios_by_round": {k: [round(x, 3) for x in v] for k, v in by_round.items()},
-        "runs": {k: [asdict(s) for s in v] for k, v in runs.items()},
-        "flop_run": asdict(fl),
-    })
+    out.update(
+        {
+            "rebase_policy_share": round(median([s.policy_s / s.wall_s for s in reb]), 3),
+            "rebase_vs_sampling_policy_only_per_token": round(
+                median([(a.policy_s / a.generated) / (b.policy_s / b.generated) for a, b in zip(reb, smp)]), 3
+            ),
+            "rebase_mean_step_tokens": round(median([s.generated / s.nodes for s in reb]), 1),
+            "prm_tokens_per_generated": {
+                k: round(median([s.prm_per_generated for s in v]), 3) for k, v in runs.items()
+            },
+            "prm_share": {k: round(median([s.prm_s / s.wall_s for s in v]), 3) for k, v in runs.items()},
+            "ratios_by_round": {k: [round(x, 3) for x in v] for k, v in by_round.items()},
+            "runs": {k: [asdict(s) for s in v] for k, v in runs.items()},
+            "flop_run": asdict(fl),
+        }
+    )
     return out

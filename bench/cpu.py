@@ -54,14 +54,26 @@ QUICK = dict(hidden=256, layers=4, heads=4, kv_heads=4, intermediate=512)
 
 
 def machine() -> dict:
-    model = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
-                 platform.processor()) if Path("/proc/cpuinfo").exists() else platform.processor()
+    model = (
+        next(
+            (line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
+            platform.processor(),
+        )
+        if Path("/proc/cpuinfo").exists()
+        else platform.processor()
+    )
     import torch
     import transformers
 
-    return {"cpu": model, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "torch": torch.__version__, "transformers": transformers.__version__,
-            "python": platform.python_version(), "date": datetime.date.today().isoformat()}
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "python": platform.python_version(),
+        "date": datetime.date.today().isoformat(),
+    }
 
 
 def main() -> None:
@@ -87,12 +99,24 @@ def main() -> None:
         problems = load_problems(args.problems)
         ctx, ctx_nr, bias = make_context(policy_dir, prm_dir, problems, sampling, "cpu", step_rate, eos_rate)
         spec = ctx.generator.flop_spec
-        log(f"world built in {time.perf_counter() - t0:.1f}s: policy {spec.n_params / 1e6:.1f}M params "
-            f"(vocab {spec.vocab}), stop biases {bias}")
+        log(
+            f"world built in {time.perf_counter() - t0:.1f}s: policy {spec.n_params / 1e6:.1f}M params "
+            f"(vocab {spec.vocab}), stop biases {bias}"
+        )
         result = compare(ctx, ctx_nr, problems, args.budget, args.repeats)
-        result["setup"] = {"shape": shape, "params": spec.n_params, "vocab": spec.vocab, "problems": len(problems),
-                           "budget": args.budget, "sampling": sampling.model_dump(), "step_rate": step_rate,
-                           "eos_rate": eos_rate, "stop_biases": bias, "repeats": args.repeats, "quick": args.quick}
+        result["setup"] = {
+            "shape": shape,
+            "params": spec.n_params,
+            "vocab": spec.vocab,
+            "problems": len(problems),
+            "budget": args.budget,
+            "sampling": sampling.model_dump(),
+            "step_rate": step_rate,
+            "eos_rate": eos_rate,
+            "stop_biases": bias,
+            "repeats": args.repeats,
+            "quick": args.quick,
+        }
         result["machine"] = machine()
         log(json.dumps({k: v for k, v in result.items() if not isinstance(v, dict)}))
         print(json.dumps(result))

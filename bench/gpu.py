@@ -60,14 +60,27 @@ def throughput(gen, text: str, batch: int, tokens: int, repeats: int, device: st
     try:
         for r in range(repeats + 1):  # round 0 warms up both
             t0 = time.perf_counter()
-            out = gen.generate([GenerationRequest(prompt_token_ids=ids[0].tolist(), n=batch, max_tokens=tokens,
-                                                  temperature=1.0, seed=r)])
+            out = gen.generate(
+                [
+                    GenerationRequest(
+                        prompt_token_ids=ids[0].tolist(), n=batch, max_tokens=tokens, temperature=1.0, seed=r
+                    )
+                ]
+            )
             sync(device)
             t1 = time.perf_counter()
             with torch.inference_mode():
-                g = gen.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=True,
-                                       temperature=1.0, top_k=None, top_p=None, max_new_tokens=tokens,
-                                       min_new_tokens=tokens, pad_token_id=gen.pad_id)
+                g = gen.model.generate(
+                    input_ids=ids,
+                    attention_mask=torch.ones_like(ids),
+                    do_sample=True,
+                    temperature=1.0,
+                    top_k=None,
+                    top_p=None,
+                    max_new_tokens=tokens,
+                    min_new_tokens=tokens,
+                    pad_token_id=gen.pad_id,
+                )
             sync(device)
             t2 = time.perf_counter()
             n_ours = sum(c.generated_tokens for c in out[0])
@@ -78,8 +91,11 @@ def throughput(gen, text: str, batch: int, tokens: int, repeats: int, device: st
                 log(f"  batch {batch} [{r}/{repeats}]: ours {ours[-1]:.1f} tok/s, generate {plain[-1]:.1f} tok/s")
     finally:
         head.bias.data[eos] = saved
-    return {"ours_tok_s": round(median(ours), 1), "generate_tok_s": round(median(plain), 1),
-            "ours_over_generate": round(median(ours) / median(plain), 3)}
+    return {
+        "ours_tok_s": round(median(ours), 1),
+        "generate_tok_s": round(median(plain), 1),
+        "ours_over_generate": round(median(ours) / median(plain), 3),
+    }
 
 
 def main() -> None:
@@ -113,20 +129,38 @@ def main() -> None:
         policy_dir, prm_dir = build_world(tmp, "qwen2", **shape, vocab=VOCAB, device=device, dtype=dtype)
         ctx, ctx_nr, bias = make_context(policy_dir, prm_dir, problems, sampling, device, 1 / 20, 1 / 250)
         spec = ctx.generator.flop_spec
-        log(f"world built in {time.perf_counter() - t0:.1f}s: policy {spec.n_params / 1e9:.2f}B params, "
-            f"stop biases {bias}")
+        log(
+            f"world built in {time.perf_counter() - t0:.1f}s: policy {spec.n_params / 1e9:.2f}B params, "
+            f"stop biases {bias}"
+        )
         result = compare(ctx, ctx_nr, problems, budget, args.repeats)
         text = ctx.prompts.render(problems[0], ctx.generator)
-        result["throughput"] = {f"batch_{b}": throughput(ctx.generator, text, b, gen_tokens, args.repeats, device)
-                                for b in batches}
-        result["reference_h100_generate_tok_s"] = {"dynamic": {"batch_1": 14, "batch_64": 1070},
-                                                   "static_compiled": {"batch_1": 88, "batch_64": 7400}}
-        result["setup"] = {"shape": shape, "vocab": VOCAB, "params": spec.n_params, "dtype": str(dtype),
-                           "problems": len(problems), "budget": budget, "sampling": sampling.model_dump(),
-                           "gen_tokens": gen_tokens, "smoke": args.smoke, "stop_biases": bias}
-        result["machine"] = {"device": torch.cuda.get_device_name() if device == "cuda" else platform.processor(),
-                             "torch": torch.__version__, "transformers": transformers.__version__,
-                             "date": time.strftime("%Y-%m-%d"), "wall_s": round(time.perf_counter() - t0, 1)}
+        result["throughput"] = {
+            f"batch_{b}": throughput(ctx.generator, text, b, gen_tokens, args.repeats, device) for b in batches
+        }
+        result["reference_h100_generate_tok_s"] = {
+            "dynamic": {"batch_1": 14, "batch_64": 1070},
+            "static_compiled": {"batch_1": 88, "batch_64": 7400},
+        }
+        result["setup"] = {
+            "shape": shape,
+            "vocab": VOCAB,
+            "params": spec.n_params,
+            "dtype": str(dtype),
+            "problems": len(problems),
+            "budget": budget,
+            "sampling": sampling.model_dump(),
+            "gen_tokens": gen_tokens,
+            "smoke": args.smoke,
+            "stop_biases": bias,
+        }
+        result["machine"] = {
+            "device": torch.cuda.get_device_name() if device == "cuda" else platform.processor(),
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "date": time.strftime("%Y-%m-%d"),
+            "wall_s": round(time.perf_counter() - t0, 1),
+        }
         log(json.dumps({k: v for k, v in result.items() if not isinstance(v, dict)}))
         log(json.dumps(result["throughput"]))
         print(json.dumps(result))

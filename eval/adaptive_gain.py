@@ -42,17 +42,36 @@ def adaptive_vs_fixed(curves: pd.DataFrame, records: pd.DataFrame, view: str) ->
         ds, model, strategy, agg = key
         fixed_name = str(g["adapts"].iloc[0])
         mine = curves[(curves[KEY] == pd.Series(dict(zip(KEY, key)))).all(axis=1)].sort_values("budget")
-        fixed = curves[(curves["dataset"] == ds) & (curves["model"] == model) & (curves["strategy"] == fixed_name)
-                       & (curves["aggregator"] == agg)]
+        fixed = curves[
+            (curves["dataset"] == ds)
+            & (curves["model"] == model)
+            & (curves["strategy"] == fixed_name)
+            & (curves["aggregator"] == agg)
+        ]
         used = g.groupby("budget")["samples_used"].mean() if "samples_used" in g else pd.Series(dtype=float)
-        row = {"dataset": ds, "model": model, "strategy": strategy, "aggregator": agg, "fixed_strategy": fixed_name,
-               "points": [{"budget": int(r["budget"]), "accuracy": r["accuracy"], "flops": r[col],
-                           "mean_samples": float(used.get(r["budget"], float("nan")))} for _, r in mine.iterrows()]}
+        row = {
+            "dataset": ds,
+            "model": model,
+            "strategy": strategy,
+            "aggregator": agg,
+            "fixed_strategy": fixed_name,
+            "points": [
+                {
+                    "budget": int(r["budget"]),
+                    "accuracy": r["accuracy"],
+                    "flops": r[col],
+                    "mean_samples": float(used.get(r["budget"], float("nan"))),
+                }
+                for _, r in mine.iterrows()
+            ],
+        }
         if fixed.empty or mine.empty:
             out.append({**row, "note": f"no {fixed_name} points with aggregator {agg} for {model}"})
             continue
-        row["fixed_points"] = [{"budget": int(r["budget"]), "accuracy": r["accuracy"], "flops": r[col]}
-                               for _, r in fixed.sort_values("budget").iterrows()]
+        row["fixed_points"] = [
+            {"budget": int(r["budget"]), "accuracy": r["accuracy"], "flops": r[col]}
+            for _, r in fixed.sort_values("budget").iterrows()
+        ]
         by_n = {int(r["budget"]): r for _, r in fixed.iterrows()}
         for pt in row["points"]:  # the same maximum run as a fixed N: what stopping saved and cost
             f = by_n.get(pt["budget"])
@@ -65,8 +84,9 @@ def adaptive_vs_fixed(curves: pd.DataFrame, records: pd.DataFrame, view: str) ->
         row.update(
             fixed_best={"budget": int(fb["budget"]), "accuracy": fb["accuracy"], "flops": fb[col]},
             reaches_fixed_best=reach is not None,
-            adaptive_at_fixed_best=None if reach is None else {"budget": int(reach["budget"]),
-                                                               "accuracy": reach["accuracy"], "flops": reach[col]},
+            adaptive_at_fixed_best=None
+            if reach is None
+            else {"budget": int(reach["budget"]), "accuracy": reach["accuracy"], "flops": reach[col]},
             flops_ratio=None if reach is None else float(fb[col] / reach[col]),
             adaptive_best={"budget": int(ab["budget"]), "accuracy": ab["accuracy"], "flops": ab[col]},
             ratio_at_adaptive_best=None if back is None else float(back[col] / ab[col]),

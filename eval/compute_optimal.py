@@ -57,8 +57,7 @@ def matrices(d: pd.DataFrame, view: str) -> tuple[pd.DataFrame, pd.DataFrame, in
     col = f"flops_{view}"
     keyed = d.assign(config=d[CONFIG].astype(str).agg("|".join, axis=1))
     acc = keyed.pivot_table(index="problem_id", columns="config", values="correct", aggfunc="mean")
-    cost = keyed.pivot_table(index="problem_id", columns="config", values=col, aggfunc="mean",
-                             dropna=False)
+    cost = keyed.pivot_table(index="problem_id", columns="config", values=col, aggfunc="mean", dropna=False)
     complete = acc.notna().all() & cost.reindex_like(acc).notna().all()
     keep = complete[complete].index
     return acc[keep], cost.reindex_like(acc)[keep], int((~complete).sum())
@@ -70,15 +69,23 @@ def _best(acc: pd.Series, cost: pd.Series, budget: float) -> str | None:
     if fits.empty:
         return None
     ranked = pd.DataFrame({"acc": acc[fits.index], "cost": fits}).sort_values(
-        ["acc", "cost"], ascending=[False, True], kind="stable")
+        ["acc", "cost"], ascending=[False, True], kind="stable"
+    )
     return str(ranked.index[0])
 
 
 def _row(kind: str, budget: float, config: str, per_problem: np.ndarray, cost: float, key: str) -> dict:
     lo, hi = bootstrap_ci(per_problem, key)
-    return {"table": kind, "flop_budget": budget, **dict(zip(CONFIG, config.split("|"))),
-            "accuracy": float(per_problem.mean()), "ci_low": lo, "ci_high": hi, "mean_flops": cost,
-            "n_problems": int(len(per_problem))}
+    return {
+        "table": kind,
+        "flop_budget": budget,
+        **dict(zip(CONFIG, config.split("|"))),
+        "accuracy": float(per_problem.mean()),
+        "ci_low": lo,
+        "ci_high": hi,
+        "mean_flops": cost,
+        "n_problems": int(len(per_problem)),
+    }
 
 
 def pareto_front(points: list[tuple[float, float, Any]]) -> list[tuple[float, float, Any]]:
@@ -126,8 +133,14 @@ def dataset_tables(d: pd.DataFrame, view: str, dataset: str) -> tuple[list[dict]
         for b in grid:
             cfg = _best(la.mean(), lc.mean(), b)
             if cfg is not None:
-                rows.append({**_row("level", b, cfg, la[cfg].to_numpy(), float(lc[cfg].mean()),
-                                    f"{dataset}|{lvl}|{b}|{cfg}"), "level": lvl})
+                rows.append(
+                    {
+                        **_row(
+                            "level", b, cfg, la[cfg].to_numpy(), float(lc[cfg].mean()), f"{dataset}|{lvl}|{b}|{cfg}"
+                        ),
+                        "level": lvl,
+                    }
+                )
     front = allocation_front(acc, cost, levels)
     for r in [r for r in rows if r["table"] == "overall"]:
         rows.append(_allocation_row(r, front, acc, levels, dataset))
@@ -138,42 +151,59 @@ def dataset_tables(d: pd.DataFrame, view: str, dataset: str) -> tuple[list[dict]
     return rows, summary
 
 
-def _allocation_row(single: dict, front: list[tuple], acc: pd.DataFrame, levels: pd.Series,
-                    dataset: str) -> dict:
+def _allocation_row(single: dict, front: list[tuple], acc: pd.DataFrame, levels: pd.Series, dataset: str) -> dict:
     b = single["flop_budget"]
     fit = [pt for pt in front if pt[0] <= b * (1 + 1e-9)]
     c, _, choice = fit[-1]  # the front is sorted by cost with accuracy rising: the last one fits best
     vec = _allocation_vector(acc, levels, choice)
     lo, hi = bootstrap_ci(vec, f"{dataset}|allocation|{b}")
     reach = _cheapest_reaching(front, single["accuracy"])
-    return {"table": "allocation", "flop_budget": b, "configuration": _describe(choice),
-            "accuracy": float(vec.mean()), "ci_low": lo, "ci_high": hi, "mean_flops": c,
-            "n_problems": int(len(vec)), "single_accuracy": single["accuracy"],
-            "single_flops": single["mean_flops"],
-            "flops_ratio": single["mean_flops"] / reach[0] if reach and reach[0] > 0 else float("nan")}
+    return {
+        "table": "allocation",
+        "flop_budget": b,
+        "configuration": _describe(choice),
+        "accuracy": float(vec.mean()),
+        "ci_low": lo,
+        "ci_high": hi,
+        "mean_flops": c,
+        "n_problems": int(len(vec)),
+        "single_accuracy": single["accuracy"],
+        "single_flops": single["mean_flops"],
+        "flops_ratio": single["mean_flops"] / reach[0] if reach and reach[0] > 0 else float("nan"),
+    }
 
 
 def _describe(choice: dict) -> str:
     return "; ".join(f"L{lvl}: {cfg.replace('|', '/')}" for lvl, cfg in sorted(choice.items(), key=lambda t: str(t[0])))
 
 
-def _summary(rows: list[dict], front: list[tuple], acc: pd.DataFrame, levels: pd.Series, dataset: str,
-             source: str, dropped: int) -> dict:
+def _summary(
+    rows: list[dict], front: list[tuple], acc: pd.DataFrame, levels: pd.Series, dataset: str, source: str, dropped: int
+) -> dict:
     overall = [r for r in rows if r["table"] == "overall"]
     best = max(overall, key=lambda r: (r["accuracy"], -r["mean_flops"]))
     reach = _cheapest_reaching(front, best["accuracy"])
     at_cost = [pt for pt in front if pt[0] <= best["mean_flops"] * (1 + 1e-9)][-1]
     return {
-        "dataset": dataset, "level_source": source, "configurations": int(acc.shape[1]),
-        "configurations_left_out": dropped, "problems": int(len(acc)),
+        "dataset": dataset,
+        "level_source": source,
+        "configurations": int(acc.shape[1]),
+        "configurations_left_out": dropped,
+        "problems": int(len(acc)),
         "levels": {str(k): int(v) for k, v in levels.value_counts().sort_index().items()},
         "best_single": {k: best[k] for k in CONFIG + ["accuracy", "ci_low", "ci_high", "mean_flops"]},
-        "allocation_at_equal_accuracy": {"accuracy": reach[1], "mean_flops": reach[0],
-                                         "flops_ratio": best["mean_flops"] / reach[0] if reach[0] > 0 else None,
-                                         "configuration": _describe(reach[2])},
-        "allocation_at_equal_cost": {"accuracy": at_cost[1], "mean_flops": at_cost[0],
-                                     "accuracy_gain": at_cost[1] - best["accuracy"],
-                                     "configuration": _describe(at_cost[2])},
+        "allocation_at_equal_accuracy": {
+            "accuracy": reach[1],
+            "mean_flops": reach[0],
+            "flops_ratio": best["mean_flops"] / reach[0] if reach[0] > 0 else None,
+            "configuration": _describe(reach[2]),
+        },
+        "allocation_at_equal_cost": {
+            "accuracy": at_cost[1],
+            "mean_flops": at_cost[0],
+            "accuracy_gain": at_cost[1] - best["accuracy"],
+            "configuration": _describe(at_cost[2]),
+        },
         "note": "per-level choices are made on the problems they are scored on (in-sample)",
     }
 
@@ -201,9 +231,27 @@ def held_out(acc: pd.DataFrame, cost: pd.DataFrame, levels: pd.Series) -> dict:
     return {k: (float(v) if isinstance(v, (float, np.floating)) else v) for k, v in out.items()}
 
 
-COLUMNS = ["dataset", "view", "table", "level", "level_source", "flop_budget", "model", "strategy",
-           "aggregator", "budget", "configuration", "accuracy", "ci_low", "ci_high", "mean_flops",
-           "n_problems", "single_accuracy", "single_flops", "flops_ratio"]
+COLUMNS = [
+    "dataset",
+    "view",
+    "table",
+    "level",
+    "level_source",
+    "flop_budget",
+    "model",
+    "strategy",
+    "aggregator",
+    "budget",
+    "configuration",
+    "accuracy",
+    "ci_low",
+    "ci_high",
+    "mean_flops",
+    "n_problems",
+    "single_accuracy",
+    "single_flops",
+    "flops_ratio",
+]
 
 
 def compute_optimal(df: pd.DataFrame, view: str) -> tuple[pd.DataFrame, list[dict]]:

@@ -26,8 +26,7 @@ POINT = ["dataset", "model", "strategy", "aggregator", "budget"]
 N_BOOT = 1000
 
 
-def bootstrap_ci(per_problem: np.ndarray, key: str, n_boot: int = N_BOOT,
-                 level: float = 0.95) -> tuple[float, float]:
+def bootstrap_ci(per_problem: np.ndarray, key: str, n_boot: int = N_BOOT, level: float = 0.95) -> tuple[float, float]:
     """Percentile bootstrap CI of the mean of `per_problem` (one value per problem)."""
     n = len(per_problem)
     if n == 0:
@@ -50,22 +49,24 @@ def accuracy_curves(df: pd.DataFrame) -> pd.DataFrame:
         per_problem = g.groupby("problem_id")["correct"].mean().to_numpy(dtype=float)
         lo, hi = bootstrap_ci(per_problem, "|".join(map(str, key)))
         params = g["model_params"].dropna()
-        rows.append({
-            **dict(zip(POINT, key)),
-            "accuracy": float(per_problem.mean()),
-            "ci_low": lo,
-            "ci_high": hi,
-            "n_problems": int(len(per_problem)),
-            "n_seeds": int(g["seed"].nunique()),
-            "n_records": int(len(g)),
-            "flops_paper": float(g["flops_paper"].mean()),
-            "flops_policy": float(g["flops_policy"].mean()),
-            "flops_total": float(g["flops_total"].mean()),
-            "generated_tokens": float(g["policy_generated_tokens"].mean()),
-            "prm_tokens": float(g["prm_tokens"].mean()),
-            "model_params": float(params.iloc[0]) if len(params) else float("nan"),
-            "n_failed": int(g["error"].notna().sum()),
-        })
+        rows.append(
+            {
+                **dict(zip(POINT, key)),
+                "accuracy": float(per_problem.mean()),
+                "ci_low": lo,
+                "ci_high": hi,
+                "n_problems": int(len(per_problem)),
+                "n_seeds": int(g["seed"].nunique()),
+                "n_records": int(len(g)),
+                "flops_paper": float(g["flops_paper"].mean()),
+                "flops_policy": float(g["flops_policy"].mean()),
+                "flops_total": float(g["flops_total"].mean()),
+                "generated_tokens": float(g["policy_generated_tokens"].mean()),
+                "prm_tokens": float(g["prm_tokens"].mean()),
+                "model_params": float(params.iloc[0]) if len(params) else float("nan"),
+                "n_failed": int(g["error"].notna().sum()),
+            }
+        )
     out = pd.DataFrame(rows)
     out["budget"] = out["budget"].astype(df["budget"].dtype)
     return out
@@ -82,13 +83,15 @@ def level_accuracy(df: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for key, g in has.groupby(POINT + ["level"], sort=True):
         per_problem = g.groupby("problem_id")["correct"].mean().to_numpy(dtype=float)
-        rows.append({
-            **dict(zip(POINT + ["level"], key)),
-            "accuracy": float(per_problem.mean()),
-            "n_problems": int(len(per_problem)),
-            "n_records": int(len(g)),
-            "flops_paper": float(g["flops_paper"].mean()),
-            "flops_policy": float(g["flops_policy"].mean()),
-            "flops_total": float(g["flops_total"].mean()),
-        })
+        rows.append(
+            {
+                **dict(zip(POINT + ["level"], key)),
+                "accuracy": float(per_problem.mean()),
+                "n_problems": int(len(per_problem)),
+                "n_records": int(len(g)),
+                "flops_paper": float(g["flops_paper"].mean()),
+                "flops_policy": float(g["flops_policy"].mean()),
+                "flops_total": float(g["flops_total"].mean()),
+            }
+        )
     return pd.DataFrame(rows)

@@ -34,8 +34,15 @@ from eval.store import JsonlAppender, RecordStore
 
 # settings every actor must see whatever the node's own environment says (never secrets: tokens
 # belong in each node's environment or HF cache)
-FORWARDED_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "TOKENIZERS_PARALLELISM", "TRANSFORMERS_VERBOSITY",
-                 "HF_HOME", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
+FORWARDED_ENV = (
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "TOKENIZERS_PARALLELISM",
+    "TRANSFORMERS_VERBOSITY",
+    "HF_HOME",
+    "HF_HUB_OFFLINE",
+    "HF_DATASETS_OFFLINE",
+)
 MAX_RESTARTS = 1  # an actor that dies (OOM, segfault) comes back once; its batch is recorded as failed
 
 
@@ -65,8 +72,9 @@ def plan_actors(resources: dict[str, float], requested: Optional[int]) -> tuple[
     return n, {"num_cpus": min(1.0, cpus / n)}
 
 
-def failure_records(cfg: RunConfig, model: ModelConfig, unit: Unit, problems: list, msg: str,
-                    engines: Optional[Engines] = None) -> tuple[list[dict], list[dict], list[str]]:
+def failure_records(
+    cfg: RunConfig, model: ModelConfig, unit: Unit, problems: list, msg: str, engines: Optional[Engines] = None
+) -> tuple[list[dict], list[dict], list[str]]:
     """The (records, tree lines, failures) that Worker.run returns for problems that failed; never
     triggers a model load (without a loaded model the records carry the config's `params`)."""
     from eval.worker import Worker
@@ -112,17 +120,23 @@ def _connect(ray: Any, address: Optional[str], cfg: RunConfig) -> Optional[str]:
     # their instance (a bare ray.init() would attach to the latest `ray start` one)
     tmp = tempfile.mkdtemp(prefix="rebase-ray-", dir="/tmp")
     try:
-        ray.init(address="local", num_cpus=_env_int("REBASE_RAY_CPUS", cfg.ray.cpus), include_dashboard=False,
-                 object_store_memory=_env_int("REBASE_RAY_OBJECT_STORE_MB", cfg.ray.object_store_mb, minimum=80) * 2**20,
-                 logging_level=logging.WARNING, _temp_dir=tmp)
+        ray.init(
+            address="local",
+            num_cpus=_env_int("REBASE_RAY_CPUS", cfg.ray.cpus),
+            include_dashboard=False,
+            object_store_memory=_env_int("REBASE_RAY_OBJECT_STORE_MB", cfg.ray.object_store_mb, minimum=80) * 2**20,
+            logging_level=logging.WARNING,
+            _temp_dir=tmp,
+        )
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return tmp
 
 
-def run_on_ray(cfg: RunConfig, out: Any, work: list, store: RecordStore, ray_address: Optional[str],
-               progress: bool) -> tuple[int, list[str]]:
+def run_on_ray(
+    cfg: RunConfig, out: Any, work: list, store: RecordStore, ray_address: Optional[str], progress: bool
+) -> tuple[int, list[str]]:
     """eval.runner's Ray path: same inputs and results as run_local. Returns (new records, failures)."""
     if not work:
         return 0, []  # resume with nothing pending: no cluster needed
@@ -152,8 +166,9 @@ def run_on_ray(cfg: RunConfig, out: Any, work: list, store: RecordStore, ray_add
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _dispatch(ray: Any, actors: list, cfg: RunConfig, out: Any, work: list, store: RecordStore,
-              progress: bool) -> tuple[int, list[str]]:
+def _dispatch(
+    ray: Any, actors: list, cfg: RunConfig, out: Any, work: list, store: RecordStore, progress: bool
+) -> tuple[int, list[str]]:
     from pathlib import Path
 
     from tqdm import tqdm
@@ -161,16 +176,21 @@ def _dispatch(ray: Any, actors: list, cfg: RunConfig, out: Any, work: list, stor
     from eval.outdir import inside, tree_path
 
     out = Path(out)
-    bar = tqdm(total=sum(len(ps) for _, _, ps in work), desc="problems", unit="prob", disable=not progress,
-               file=sys.stderr)
+    bar = tqdm(
+        total=sum(len(ps) for _, _, ps in work), desc="problems", unit="prob", disable=not progress, file=sys.stderr
+    )
     trees: dict[tuple, JsonlAppender] = {}
     deaths = {id(a): 0 for a in actors}
     alive = list(actors)
     new, failures = 0, []
     try:
         for model in cfg.models:  # one model at a time: an actor holds one policy
-            queue = [(u, ps[i:i + cfg.batch_problems]) for m, u, ps in work if m is model
-                     for i in range(0, len(ps), cfg.batch_problems)]
+            queue = [
+                (u, ps[i : i + cfg.batch_problems])
+                for m, u, ps in work
+                if m is model
+                for i in range(0, len(ps), cfg.batch_problems)
+            ]
             queue.reverse()  # pop() then hands batches out in plan order
             idle, running = list(alive), {}
             while queue or running:
@@ -201,8 +221,10 @@ def _dispatch(ray: Any, actors: list, cfg: RunConfig, out: Any, work: list, stor
                             log = inside(out, "errors.log")
                             with open(log, "a", encoding="utf-8") as f:
                                 f.write(f"=== model {model.name} {unit.label}: bug\n{bug.traceback_text.rstrip()}\n\n")
-                            raise SearchBug(f"{bug}; the sweep stopped, the records written so far are kept; "
-                                            f"traceback in {log}", bug.traceback_text) from None
+                            raise SearchBug(
+                                f"{bug}; the sweep stopped, the records written so far are kept; traceback in {log}",
+                                bug.traceback_text,
+                            ) from None
                         idle.append(a)
                         msg = f"{type(e).__name__}: {e}".splitlines()[0][:500]
                         result = failure_records(cfg, model, unit, batch, msg)

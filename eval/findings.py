@@ -51,7 +51,7 @@ def _missing(table: pd.DataFrame, *names: str) -> str | None:
 
 
 def weighted_over_majority(table: pd.DataFrame, view: str) -> dict:
-    if (why := _missing(table, "majority", "weighted_majority")):
+    if why := _missing(table, "majority", "weighted_majority"):
         return {"holds": None, "why": why}
     below, margins = [], {}
     for model in sorted(table["model"].unique()):
@@ -63,12 +63,16 @@ def weighted_over_majority(table: pd.DataFrame, view: str) -> dict:
         if TOP_BUDGET in m.index and TOP_BUDGET in w.index:
             margins[model] = round(float(w[TOP_BUDGET] - m[TOP_BUDGET]), 4)
     wide = [k for k, v in margins.items() if v >= MARGIN_A - 1e-12]
-    return {"holds": not below and len(wide) >= MODELS_NEEDED, "below_majority": below,
-            f"margin_at_{TOP_BUDGET}": margins, "models_with_margin": wide}
+    return {
+        "holds": not below and len(wide) >= MODELS_NEEDED,
+        "below_majority": below,
+        f"margin_at_{TOP_BUDGET}": margins,
+        "models_with_margin": wide,
+    }
 
 
 def best_of_n_monotone(table: pd.DataFrame, view: str) -> dict:
-    if (why := _missing(table, "best_of_n")):
+    if why := _missing(table, "best_of_n"):
         return {"holds": None, "why": why}
     drops, curves = [], {}
     for model in sorted(table["model"].unique()):
@@ -78,14 +82,15 @@ def best_of_n_monotone(table: pd.DataFrame, view: str) -> dict:
         best_so_far = -math.inf
         for b, a in zip(c["budget"], c["accuracy"]):
             if a < best_so_far - TOLERANCE_B - 1e-12:
-                drops.append({"model": model, "budget": int(b), "accuracy": round(a, 4),
-                              "earlier_best": round(best_so_far, 4)})
+                drops.append(
+                    {"model": model, "budget": int(b), "accuracy": round(a, 4), "earlier_best": round(best_so_far, 4)}
+                )
             best_so_far = max(best_so_far, a)
     return {"holds": not drops, "drops": drops, "curves": curves}
 
 
 def rebase_half_flops(table: pd.DataFrame, view: str) -> dict:
-    if (why := _missing(table, "weighted_majority", "rebase")):
+    if why := _missing(table, "weighted_majority", "rebase"):
         return {"holds": None, "why": why}
     col, per = f"flops_{view}", {}
     for model in sorted(table["model"].unique()):
@@ -97,9 +102,12 @@ def rebase_half_flops(table: pd.DataFrame, view: str) -> dict:
         ref = w[w["accuracy"] == target][col].min()
         reach = r[r["accuracy"] >= target - 1e-12]
         ratio = float(reach[col].min() / ref) if len(reach) else None
-        per[model] = {"weighted_best": round(target, 4), "weighted_flops": ref,
-                      "rebase_best": round(r["accuracy"].max(), 4),
-                      "flops_ratio": None if ratio is None else round(ratio, 4)}
+        per[model] = {
+            "weighted_best": round(target, 4),
+            "weighted_flops": ref,
+            "rebase_best": round(r["accuracy"].max(), 4),
+            "flops_ratio": None if ratio is None else round(ratio, 4),
+        }
     ok = [m for m, v in per.items() if v["flops_ratio"] is not None and v["flops_ratio"] <= FLOPS_RATIO_C]
     return {"holds": len(ok) >= MODELS_NEEDED, "models": per, "models_within_half": ok}
 
@@ -111,14 +119,26 @@ def smaller_model_wins(table: pd.DataFrame, view: str, fit: dict | None) -> dict
     for _, p in t[t["budget"] > 1].iterrows():
         larger = t[(t["model_params"] > p["model_params"]) & (t[col] <= p[col])]
         if len(larger) and (p["accuracy"] > larger["accuracy"]).all():
-            wins.append({"model": p["model"], "strategy": p["strategy"], "aggregator": p["aggregator"],
-                         "budget": int(p["budget"]), "accuracy": round(p["accuracy"], 4), "flops": p[col],
-                         "beats": sorted(larger["model"].unique()),
-                         "best_larger_accuracy": round(larger["accuracy"].max(), 4)})
+            wins.append(
+                {
+                    "model": p["model"],
+                    "strategy": p["strategy"],
+                    "aggregator": p["aggregator"],
+                    "budget": int(p["budget"]),
+                    "accuracy": round(p["accuracy"], 4),
+                    "flops": p[col],
+                    "beats": sorted(larger["model"].unique()),
+                    "best_larger_accuracy": round(larger["accuracy"].max(), 4),
+                }
+            )
     slope = None if not fit else fit.get("a")
     wins.sort(key=lambda w: w["accuracy"] - w["best_larger_accuracy"], reverse=True)
-    return {"holds": bool(wins) and slope is not None and slope > 0, "optimal_size_slope": slope,
-            "n_points": len(wins), "widest": wins[:3]}
+    return {
+        "holds": bool(wins) and slope is not None and slope > 0,
+        "optimal_size_slope": slope,
+        "n_points": len(wins),
+        "widest": wins[:3],
+    }
 
 
 def paper_findings(table: pd.DataFrame, fits_by_view: dict[str, list[dict]]) -> dict:
@@ -161,7 +181,11 @@ def section(result: dict) -> str:
     head = "".join(f"<th>{html.escape(ds)} ({html.escape(v)} FLOPs)</th>" for v, ds in cols)
     rows = "".join(
         f"<tr><td>{html.escape(t)}</td>"
-        + "".join(f"<td>{mark[result[v][ds][k]['holds']]}</td>" for v, ds in cols) + "</tr>"
-        for k, t in TITLES.items())
-    return (f"<h2>The paper's findings, checked</h2><p>Rules and numbers: findings.json.</p>"
-            f"<table><tr><th>finding</th>{head}</tr>{rows}</table>")
+        + "".join(f"<td>{mark[result[v][ds][k]['holds']]}</td>" for v, ds in cols)
+        + "</tr>"
+        for k, t in TITLES.items()
+    )
+    return (
+        f"<h2>The paper's findings, checked</h2><p>Rules and numbers: findings.json.</p>"
+        f"<table><tr><th>finding</th>{head}</tr>{rows}</table>"
+    )

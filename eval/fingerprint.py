@@ -31,10 +31,21 @@ from rebase.registry import STRATEGIES
 MODEL_KEYS = ("path", "backend", "gguf_file", "dtype", "chat_template", "params", "trust_remote_code")
 DATASET_KEYS = ("name", "path", "split", "seed")
 # vLLM engine arguments that only change speed or memory, not the tokens a model writes
-RESOURCE_ENGINE_ARGS = {"gpu_memory_utilization", "tensor_parallel_size", "pipeline_parallel_size",
-                        "max_num_seqs", "max_num_batched_tokens", "swap_space", "cpu_offload_gb",
-                        "enforce_eager", "block_size", "kv_cache_memory_bytes", "disable_log_stats",
-                        "enable_chunked_prefill", "distributed_executor_backend"}
+RESOURCE_ENGINE_ARGS = {
+    "gpu_memory_utilization",
+    "tensor_parallel_size",
+    "pipeline_parallel_size",
+    "max_num_seqs",
+    "max_num_batched_tokens",
+    "swap_space",
+    "cpu_offload_gb",
+    "enforce_eager",
+    "block_size",
+    "kv_cache_memory_bytes",
+    "disable_log_stats",
+    "enable_chunked_prefill",
+    "distributed_executor_backend",
+}
 
 
 def _flat(out: dict[str, Any], prefix: str, value: Any) -> None:
@@ -69,8 +80,9 @@ def fingerprint(cfg: RunConfig) -> dict[str, Any]:
     for m in d["models"]:
         spec = {k: m.get(k) for k in MODEL_KEYS}
         # one value, not flattened: a free-form mapping whose keys may come and go
-        spec["engine_args"] = json.dumps({k: v for k, v in (m.get("engine_args") or {}).items()
-                                          if k not in RESOURCE_ENGINE_ARGS}, sort_keys=True)
+        spec["engine_args"] = json.dumps(
+            {k: v for k, v in (m.get("engine_args") or {}).items() if k not in RESOURCE_ENGINE_ARGS}, sort_keys=True
+        )
         _flat(fp, f"models.{m['name']}", spec)
     for entry in cfg.strategies:
         _flat(fp, f"strategies.{strategy_label(entry)}", strategy_spec(cfg, entry))

@@ -42,14 +42,12 @@ TITLES = {
 def _table(df: pd.DataFrame, scroll: bool = False) -> str:
     if df is None or df.empty:
         return '<p class="note">none</p>'
-    body = df.to_html(index=False, classes="data", border=0, na_rep="", escape=True,
-                      float_format=lambda v: f"{v:.4g}")
+    body = df.to_html(index=False, classes="data", border=0, na_rep="", escape=True, float_format=lambda v: f"{v:.4g}")
     return f'<div class="scroll">{body}</div>' if scroll else body
 
 
 def _fits_table(fits: list[dict]) -> pd.DataFrame:
-    cols = ["dataset", "model", "strategy", "aggregator", "form", "a", "b", "c", "m", "k", "r2",
-            "rmse", "n_points"]
+    cols = ["dataset", "model", "strategy", "aggregator", "form", "a", "b", "c", "m", "k", "r2", "rmse", "n_points"]
     df = pd.DataFrame(fits)
     if df.empty:
         return df
@@ -65,22 +63,34 @@ def _optimal_section(parts: list[dict]) -> str:
         fit = part.get("fit")
         if fit:
             r2 = "n/a" if fit.get("r2") is None else f"{fit['r2']:.3f}"
-            line = (f"<p>Fit: <code>log10 C = {fit['a']:.3f} log10 N + {fit['b']:.3f}</code> over "
-                    f"{fit['n_models']} models (R<sup>2</sup> {r2}; the paper: "
-                    "<code>log10 C = 1.19 log10 N + 2.03</code>).</p>")
+            line = (
+                f"<p>Fit: <code>log10 C = {fit['a']:.3f} log10 N + {fit['b']:.3f}</code> over "
+                f"{fit['n_models']} models (R<sup>2</sup> {r2}; the paper: "
+                "<code>log10 C = 1.19 log10 N + 2.03</code>).</p>"
+            )
         else:
             line = f'<p class="note">{html.escape(part.get("note", "no fit"))}</p>'
-        out.append(f"<h3>{html.escape(str(part.get('dataset', '')))}</h3>{line}"
-                   "<p>C*(N): the smallest FLOPs at which model N is the compute-optimal choice "
-                   "(its cheapest point on the Pareto frontier).</p>"
-                   f"{_table(pd.DataFrame(part.get('entry_points', [])))}"
-                   "<p>Optimal model per FLOP budget:</p>"
-                   f"{_table(pd.DataFrame(part.get('grid', [])), scroll=True)}")
+        out.append(
+            f"<h3>{html.escape(str(part.get('dataset', '')))}</h3>{line}"
+            "<p>C*(N): the smallest FLOPs at which model N is the compute-optimal choice "
+            "(its cheapest point on the Pareto frontier).</p>"
+            f"{_table(pd.DataFrame(part.get('entry_points', [])))}"
+            "<p>Optimal model per FLOP budget:</p>"
+            f"{_table(pd.DataFrame(part.get('grid', [])), scroll=True)}"
+        )
     return "\n".join(out) or '<p class="note">none</p>'
 
 
-def write_index(path: Path, summary: dict, curves: pd.DataFrame, front: pd.DataFrame,
-                levels: pd.DataFrame, fits: dict, images: list[str], optimal_html: str = "") -> None:
+def write_index(
+    path: Path,
+    summary: dict,
+    curves: pd.DataFrame,
+    front: pd.DataFrame,
+    levels: pd.DataFrame,
+    fits: dict,
+    images: list[str],
+    optimal_html: str = "",
+) -> None:
     """Write the page; `images` are file names relative to the page; `optimal_html` is the
     compute-optimal section (eval/compute_optimal_page.py, already escaped)."""
     e = html.escape
@@ -95,16 +105,16 @@ def write_index(path: Path, summary: dict, curves: pd.DataFrame, front: pd.DataF
         "unparsable lines skipped": summary["skipped_lines"],
     }
     summary_html = "".join(f"<dt>{e(k)}</dt><dd>{e(str(v))}</dd>" for k, v in facts.items())
-    figs = "".join(f"<h3>{e(TITLES.get(name, name))}</h3><img src=\"{e(name)}\" alt=\"{e(name)}\">"
-                   for name in images)
-    level_html = _table(levels, scroll=True) if not levels.empty else (
-        '<p class="note">records carry no difficulty levels</p>')
+    figs = "".join(f'<h3>{e(TITLES.get(name, name))}</h3><img src="{e(name)}" alt="{e(name)}">' for name in images)
+    level_html = (
+        _table(levels, scroll=True) if not levels.empty else ('<p class="note">records carry no difficulty levels</p>')
+    )
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
-<title>rebase report: {e(Path(summary['run_dir']).name)}</title>
+<title>rebase report: {e(Path(summary["run_dir"]).name)}</title>
 <style>{CSS}</style></head>
 <body>
-<h1>rebase report: {e(Path(summary['run_dir']).name)}</h1>
+<h1>rebase report: {e(Path(summary["run_dir"]).name)}</h1>
 <h2>Run summary</h2>
 <dl class="summary">{summary_html}</dl>
 <p>Accuracy: mean of <code>correct</code> over problems (each problem's seeds averaged first);
@@ -120,15 +130,15 @@ FLOPs: mean per problem in the {e(view)} view.</p>
 <h2>Scaling fits</h2>
 <p>Per curve: <code>acc(C) = a - b &middot; C<sup>-c</sup></code> (fitted in log10 C) with at least
 4 budgets, else <code>acc(C) = m &middot; log10 C + k</code>.</p>
-{_table(_fits_table(fits.get('curve_fits', [])), scroll=True)}
+{_table(_fits_table(fits.get("curve_fits", [])), scroll=True)}
 <h2>Compute-optimal model size</h2>
-{_optimal_section(fits.get('compute_optimal', []))}
+{_optimal_section(fits.get("compute_optimal", []))}
 <h2>Compute-optimal configuration per FLOP budget</h2>
 {optimal_html or '<p class="note">none</p>'}
 <h2>Accuracy by level</h2>
 {level_html}
-<h2>Failures ({len(fits.get('failures', []))})</h2>
-{_table(pd.DataFrame(fits.get('failures', [])), scroll=True)}
+<h2>Failures ({len(fits.get("failures", []))})</h2>
+{_table(pd.DataFrame(fits.get("failures", [])), scroll=True)}
 </body></html>
 """
     path.write_text(page, encoding="utf-8")

@@ -44,8 +44,10 @@ def inside(root: Path, *parts: str, kind: str = "file") -> Path:
         last = i == len(parts) - 1
         want = kind if last else "dir"
         if path.exists() and (path.is_dir() != (want == "dir")):
-            raise BadInput(f"{path}: is a {'directory' if path.is_dir() else 'file'} where a "
-                           f"{'directory' if want == 'dir' else 'file'} belongs")
+            raise BadInput(
+                f"{path}: is a {'directory' if path.is_dir() else 'file'} where a "
+                f"{'directory' if want == 'dir' else 'file'} belongs"
+            )
     return path
 
 
@@ -105,8 +107,10 @@ class DirLock:
             holder = _read_holder(fd)
             os.close(fd)
             if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise BadInput(f"--out {self.root}: in use by another rebase process ({holder}); wait for it "
-                               "to finish or pick another --out") from None
+                raise BadInput(
+                    f"--out {self.root}: in use by another rebase process ({holder}); wait for it "
+                    "to finish or pick another --out"
+                ) from None
             raise BadInput(f"--out {self.root}: cannot lock {path} ({e.strerror})") from None
         # we hold it: any pid left in the file was a process that died without unlocking (stale)
         os.ftruncate(fd, 0)

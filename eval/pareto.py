@@ -35,8 +35,19 @@ def frontier(curves: pd.DataFrame, view: str) -> pd.DataFrame:
     for _, g in curves[curves[col].notna()].groupby("dataset", sort=True):
         mask = non_dominated(g[col].to_numpy(), g["accuracy"].to_numpy())
         parts.append(g[mask].sort_values([col, "accuracy"], kind="stable"))
-    keep = ["dataset", "model", "strategy", "aggregator", "budget", "accuracy", "ci_low",
-            "ci_high", col, "model_params", "n_problems"]
+    keep = [
+        "dataset",
+        "model",
+        "strategy",
+        "aggregator",
+        "budget",
+        "accuracy",
+        "ci_low",
+        "ci_high",
+        col,
+        "model_params",
+        "n_problems",
+    ]
     if not parts:
         return pd.DataFrame(columns=keep)
     return pd.concat(parts)[keep].reset_index(drop=True)

@@ -55,9 +55,11 @@ class Unit:
     @property
     def label(self) -> str:
         """The tree file's stem; it starts with the search name (replay reads it from there)."""
-        return f"{'pool' if self.pool else self.strategy}-b{self.budget}-s{self.seed}" + (
-            f"-t{self.temperature}" if self.pool and self.temperature is not None else "") + (
-            f"-{self.tag}" if self.tag else "")
+        return (
+            f"{'pool' if self.pool else self.strategy}-b{self.budget}-s{self.seed}"
+            + (f"-t{self.temperature}" if self.pool and self.temperature is not None else "")
+            + (f"-{self.tag}" if self.tag else "")
+        )
 
 
 def aggregators_of(entry: StrategyConfig) -> list[str]:
@@ -91,14 +93,24 @@ def plan_units(cfg: RunConfig) -> list[Unit]:
                     units.append(pool)
                 pool.budget = max(pool.budget, max(entry.budgets))
                 pool.needs_prm |= any(aggregator_needs_prm(a) for a in aggs) or cls.needs_prm
-                pool.outputs += [Output(strategy_label(entry), a, entry.reduction, b) for b in entry.budgets for a in aggs]
+                pool.outputs += [
+                    Output(strategy_label(entry), a, entry.reduction, b) for b in entry.budgets for a in aggs
+                ]
                 continue
             options = entry.options()
             if getattr(cls, "takes_reduction", False):
                 options["reduction"] = entry.reduction  # e.g. the adaptive stopping tally
             for budgets in budget_groups(cls, entry.budgets, options):
-                units.append(Unit(entry.name, max(budgets), seed, entry.temperature, options=options,
-                                  outputs=[Output(strategy_label(entry), a, entry.reduction, b)
-                                           for b in budgets for a in aggs],
-                                  needs_prm=cls.needs_prm or any(aggregator_needs_prm(a) for a in aggs), tag=entry.label))
+                units.append(
+                    Unit(
+                        entry.name,
+                        max(budgets),
+                        seed,
+                        entry.temperature,
+                        options=options,
+                        outputs=[Output(strategy_label(entry), a, entry.reduction, b) for b in budgets for a in aggs],
+                        needs_prm=cls.needs_prm or any(aggregator_needs_prm(a) for a in aggs),
+                        tag=entry.label,
+                    )
+                )
     return units

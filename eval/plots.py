@@ -35,8 +35,12 @@ def _encodings(table: pd.DataFrame) -> tuple[dict, dict]:
 
     cmap = colormaps[cmap_name]
     colours = {s: cmap(i % cmap.N) for i, s in enumerate(strats)}
-    order = (table[["model", "model_params"]].drop_duplicates("model")
-             .sort_values(["model_params", "model"], na_position="last")["model"].tolist())
+    order = (
+        table[["model", "model_params"]]
+        .drop_duplicates("model")
+        .sort_values(["model_params", "model"], na_position="last")["model"]
+        .tolist()
+    )
     styles = {m: (STYLES[i % len(STYLES)], MARKERS[i % len(MARKERS)]) for i, m in enumerate(order)}
     return colours, styles
 
@@ -45,8 +49,7 @@ def _legend(fig: Figure, colours: dict, styles: dict, extra: list | None = None)
     handles = [Line2D([], [], color=c, lw=3, label=s) for s, c in colours.items()]
     handles += [Line2D([], [], color="0.3", ls=ls, marker=mk, label=m) for m, (ls, mk) in styles.items()]
     handles += extra or []
-    fig.legend(handles=handles, loc="outside lower center", ncols=min(4, len(handles)),
-               fontsize=9, frameon=False)
+    fig.legend(handles=handles, loc="outside lower center", ncols=min(4, len(handles)), fontsize=9, frameon=False)
 
 
 def _save(fig: Figure, path: Path) -> None:
@@ -78,8 +81,7 @@ def accuracy_vs_flops(table: pd.DataFrame, front: pd.DataFrame, view: str, path:
         _draw_curves(ax, table[table["dataset"] == ds], col, colours, styles, bands=True)
         fr = front[(front["dataset"] == ds) & (front[col] > 0)].sort_values(col)
         if not fr.empty:
-            ax.step(fr[col], fr["accuracy"], where="post", color="black", lw=1.3, ls=(0, (5, 2)),
-                    alpha=0.9, zorder=5)
+            ax.step(fr[col], fr["accuracy"], where="post", color="black", lw=1.3, ls=(0, (5, 2)), alpha=0.9, zorder=5)
         ax.set_xscale("log")
         ax.set_ylim(-0.02, 1.02)
         ax.grid(True, which="both", alpha=0.25)
@@ -102,8 +104,9 @@ def optimal_model_size(optimal: list[dict], view: str, path: Path) -> None:
         ax.set_xlabel(f"FLOP budget per problem ({view} view)")
         ax.set_ylabel("optimal model size N (parameters)")
         if grid.empty or grid["model_params"].isna().all():
-            ax.text(0.5, 0.5, "no model sizes (records lack model_params)", ha="center",
-                    va="center", transform=ax.transAxes)
+            ax.text(
+                0.5, 0.5, "no model sizes (records lack model_params)", ha="center", va="center", transform=ax.transAxes
+            )
             continue
         grid = grid[grid["model_params"].notna()]
         steps = pd.DataFrame(part.get("steps", []))
@@ -112,22 +115,32 @@ def optimal_model_size(optimal: list[dict], view: str, path: Path) -> None:
             # Extend the last step to the largest budget observed.
             xs = list(steps["flops"]) + [part.get("flops_max", steps["flops"].max())]
             ys = list(steps["model_params"]) + [steps["model_params"].iloc[-1]]
-            ax.step(xs, ys, where="post", color="tab:blue", lw=1.5,
-                    label="optimal model (exact, from the frontier)")
-        ax.scatter(grid["flops_budget"], grid["model_params"], color="tab:blue", s=12,
-                   label="budget grid")
+            ax.step(xs, ys, where="post", color="tab:blue", lw=1.5, label="optimal model (exact, from the frontier)")
+        ax.scatter(grid["flops_budget"], grid["model_params"], color="tab:blue", s=12, label="budget grid")
         ent = pd.DataFrame(part.get("entry_points", []))
         if not ent.empty:
-            ax.scatter(ent["c_star"], ent["model_params"], color="tab:red", zorder=3, s=40,
-                       label="C*(N): first budget where N is optimal")
+            ax.scatter(
+                ent["c_star"],
+                ent["model_params"],
+                color="tab:red",
+                zorder=3,
+                s=40,
+                label="C*(N): first budget where N is optimal",
+            )
             for _, r in ent.iterrows():
-                ax.annotate(r["model"], (r["c_star"], r["model_params"]), fontsize=8,
-                            xytext=(4, 4), textcoords="offset points")
+                ax.annotate(
+                    r["model"], (r["c_star"], r["model_params"]), fontsize=8, xytext=(4, 4), textcoords="offset points"
+                )
         fit = part.get("fit")
         if fit and fit["a"] != 0:
             c = np.logspace(np.log10(grid["flops_budget"].min()), np.log10(grid["flops_budget"].max()), 50)
-            ax.plot(c, 10 ** ((np.log10(c) - fit["b"]) / fit["a"]), color="tab:red", ls="--",
-                    label=f"fit: log10 C = {fit['a']:.2f} log10 N + {fit['b']:.2f}")
+            ax.plot(
+                c,
+                10 ** ((np.log10(c) - fit["b"]) / fit["a"]),
+                color="tab:red",
+                ls="--",
+                label=f"fit: log10 C = {fit['a']:.2f} log10 N + {fit['b']:.2f}",
+            )
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.grid(True, which="both", alpha=0.25)
@@ -153,7 +166,7 @@ def accuracy_by_level(levels: pd.DataFrame, table: pd.DataFrame, view: str, path
         ax.set_title(f"level {lev}")
         ax.set_xlabel(f"FLOPs ({view} view)")
         ax.set_ylabel("accuracy")
-    for ax in axes[len(names):]:
+    for ax in axes[len(names) :]:
         ax.set_visible(False)
     fig.suptitle(f"Accuracy by difficulty level vs FLOPs ({view} view)")
     _legend(fig, colours, styles)

@@ -44,8 +44,15 @@ def subset_ledger(result: SearchResult, idx: tuple[int, ...], policy: Any, prm: 
         led.add(policy.name, policy.flop_spec, "policy", s["prompt_tokens"], cached, s["generated_tokens"])
         if prm is not None and s["prm_tokens"]:
             prm_cached = (first if j == 0 else s).get("prm_cached_tokens", 0)
-            led.add(prm.name, prm.flop_spec, prm.role, s["prm_tokens"], min(prm_cached, s["prm_tokens"]), 0,
-                    logit_rows=s.get("prm_head_rows"))
+            led.add(
+                prm.name,
+                prm.flop_spec,
+                prm.role,
+                s["prm_tokens"],
+                min(prm_cached, s["prm_tokens"]),
+                0,
+                logit_rows=s.get("prm_head_rows"),
+            )
     return led
 
 
@@ -59,9 +66,19 @@ def modal_answer(answers: Counter, dataset: Optional[str]) -> Optional[str]:
     return best.most_common(1)[0][0]
 
 
-def derive(result: SearchResult, k: int, aggregator: str, reduction: str, include_truncated: bool,
-           grade: Any, policy: Any, prm: Optional[Any], seed_parts: tuple, dataset: Optional[str] = None,
-           include_invalid: bool = False) -> dict[str, Any]:
+def derive(
+    result: SearchResult,
+    k: int,
+    aggregator: str,
+    reduction: str,
+    include_truncated: bool,
+    grade: Any,
+    policy: Any,
+    prm: Optional[Any],
+    seed_parts: tuple,
+    dataset: Optional[str] = None,
+    include_invalid: bool = False,
+) -> dict[str, Any]:
     """Mean correctness, modal answer and mean costs of `aggregator` over k-subsets of the pool.
     Votes, and the modal answer over subsets, group equivalent answers of `dataset` (vote_key)."""
     rng = random.Random(repr(seed_parts + (k,)))
@@ -71,7 +88,9 @@ def derive(result: SearchResult, k: int, aggregator: str, reduction: str, includ
     finished = truncated = 0
     for idx in subs:
         cands: list[Candidate] = [result.candidates[i] for i in idx]
-        ans = aggregate(aggregator, cands, reduction, include_truncated, dataset=dataset, include_invalid=include_invalid)
+        ans = aggregate(
+            aggregator, cands, reduction, include_truncated, dataset=dataset, include_invalid=include_invalid
+        )
         answers[ans] += 1
         correct += float(grade(ans))
         finished += sum(c.finished and not c.truncated for c in cands)
@@ -79,6 +98,12 @@ def derive(result: SearchResult, k: int, aggregator: str, reduction: str, includ
         sums.update(subset_ledger(result, idx, policy, prm if uses_prm else None).summary())
     m = len(subs)
     out = {key: v / m for key, v in sums.items()}
-    out.update(answer=modal_answer(answers, dataset), correct=correct / m, subsets=m, n_candidates=k,
-               n_finished=finished / m, n_truncated=truncated / m)
+    out.update(
+        answer=modal_answer(answers, dataset),
+        correct=correct / m,
+        subsets=m,
+        n_candidates=k,
+        n_finished=finished / m,
+        n_truncated=truncated / m,
+    )
     return out

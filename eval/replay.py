@@ -27,7 +27,6 @@ from eval.plan import search_of
 from eval.store import numbered_lines
 
 
-
 def _node(path: Path, i: int, row: Any, tree: Optional[list[Node]]) -> tuple[str, Node]:
     """(problem id, node) of one tree line, or BadInput naming the line."""
     from pydantic import TypeAdapter, ValidationError
@@ -39,7 +38,9 @@ def _node(path: Path, i: int, row: Any, tree: Optional[list[Node]]) -> tuple[str
         node = TypeAdapter(Node).validate_python(fields)
     except ValidationError as e:
         err = e.errors()[0]
-        raise BadInput(f"{path}:{i}: not a tree node ({'.'.join(map(str, err['loc'])) or 'node'}: {err['msg']})") from None
+        raise BadInput(
+            f"{path}:{i}: not a tree node ({'.'.join(map(str, err['loc'])) or 'node'}: {err['msg']})"
+        ) from None
     if node.id != 0 and (tree is None or node.parent not in {n.id for n in tree}):
         raise BadInput(f"{path}:{i}: node {node.id} names parent {node.parent}, which its tree does not have")
     return row["problem_id"], node
@@ -77,7 +78,9 @@ def read_config(cfg_file: Path) -> Any:
         blob = json.loads(cfg_file.read_bytes().decode("utf-8"))
         return RunConfig.model_validate(blob["config"])
     except (ValueError, TypeError, KeyError) as e:  # ValidationError and UnicodeDecodeError are ValueErrors
-        why = "not a valid config" if isinstance(e, ValidationError) else f"not JSON with a 'config' ({type(e).__name__})"
+        why = (
+            "not a valid config" if isinstance(e, ValidationError) else f"not JSON with a 'config' ({type(e).__name__})"
+        )
         raise BadInput(f"{cfg_file}: unreadable: {why}") from None
 
 
@@ -88,8 +91,10 @@ def golds(path: Path, dataset: str) -> dict[str, str]:
         if not isinstance(rec, dict) or not isinstance(rec.get("problem_id"), str) or "gold" not in rec:
             raise BadInput(f"{path}:{i}: not a record (expected a JSON object with problem_id and gold)")
         if rec.get("dataset", dataset) != dataset:
-            raise BadInput(f"{path}: holds records of dataset {rec['dataset']!r} beside {dataset!r} (config.json); "
-                           "replay grades one dataset")
+            raise BadInput(
+                f"{path}: holds records of dataset {rec['dataset']!r} beside {dataset!r} (config.json); "
+                "replay grades one dataset"
+            )
         gold[rec["problem_id"]] = rec.get("gold")
     return gold
 
@@ -120,20 +125,41 @@ def replay(run_dir: Path, aggregators: Optional[list[str]] = None, reductions: O
     check_tree(run_dir, "trees")
     cfg = read_config(cfg_file)
     gold = golds(inside(run_dir, "results.jsonl"), cfg.dataset.name)
-    ctx = SearchContext(generator=None, prm=None, prompts=PromptFormat.from_config(cfg.dataset.name, cfg.prompt),  # type: ignore[arg-type]
-                        sampling=cfg.sampling, seed=0, dataset=cfg.dataset.name, include_truncated=cfg.include_truncated)
+    ctx = SearchContext(
+        generator=None,
+        prm=None,
+        prompts=PromptFormat.from_config(cfg.dataset.name, cfg.prompt),  # type: ignore[arg-type]
+        sampling=cfg.sampling,
+        seed=0,
+        dataset=cfg.dataset.name,
+        include_truncated=cfg.include_truncated,
+    )
     rows = []
     for f in sorted(trees_dir.glob("*/*.jsonl")):
         model, unit = f.parent.name, f.stem
         cands = {pid: candidates_of(unit, nodes, ctx) for pid, nodes in load_trees(f).items() if pid in gold}
         for a in aggregators:
             for r in reductions if aggregator_needs_prm(a) else ["last"]:
-                ok = [grade(aggregate(a, cs, r, cfg.include_truncated, dataset=cfg.dataset.name,
-                                      include_invalid=cfg.invalid_votes), gold[pid],
-                            cfg.dataset.name)
-                      for pid, cs in cands.items()]
-                rows.append({"model": model, "unit": unit, "aggregator": a, "reduction": r,
-                             "accuracy": sum(ok) / max(len(ok), 1), "problems": len(ok)})
+                ok = [
+                    grade(
+                        aggregate(
+                            a, cs, r, cfg.include_truncated, dataset=cfg.dataset.name, include_invalid=cfg.invalid_votes
+                        ),
+                        gold[pid],
+                        cfg.dataset.name,
+                    )
+                    for pid, cs in cands.items()
+                ]
+                rows.append(
+                    {
+                        "model": model,
+                        "unit": unit,
+                        "aggregator": a,
+                        "reduction": r,
+                        "accuracy": sum(ok) / max(len(ok), 1),
+                        "problems": len(ok),
+                    }
+                )
     table = pd.DataFrame(rows)
     check_writable(run_dir, "replay:")
     table.to_csv(inside(run_dir, "replay.csv"), index=False)

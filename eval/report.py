@@ -30,8 +30,16 @@ from rebase.flops import VIEWS
 from eval.outdir import check_writable, inside
 
 FLOP_VIEWS = VIEWS
-NUMERIC = ("model_params", "correct", "policy_generated_tokens", "prm_tokens", "flops_paper",
-           "flops_policy", "flops_total", "wall_s")
+NUMERIC = (
+    "model_params",
+    "correct",
+    "policy_generated_tokens",
+    "prm_tokens",
+    "flops_paper",
+    "flops_policy",
+    "flops_total",
+    "wall_s",
+)
 
 
 def load_records(path: Path) -> tuple[pd.DataFrame, int]:
@@ -131,8 +139,7 @@ def write_report(run_dir: Path, flops_view: str | None = None) -> dict:
     front.to_csv(put("pareto.csv"), index=False)
     if not levels.empty:
         levels.to_csv(put("levels.csv"), index=False)
-    put("scaling_fit.json").write_text(json.dumps(fits, indent=2, allow_nan=False) + "\n",
-                                       encoding="utf-8")
+    put("scaling_fit.json").write_text(json.dumps(fits, indent=2, allow_nan=False) + "\n", encoding="utf-8")
     plots.accuracy_vs_flops(table, front, view, put("accuracy_vs_flops.png"))
     plots.optimal_model_size(fits["compute_optimal"], view, put("optimal_model_size.png"))
     if not levels.empty:
@@ -148,9 +155,16 @@ def write_report(run_dir: Path, flops_view: str | None = None) -> dict:
     }
     optimal = write_compute_optimal(df, table, view, put)
     checked = write_findings(table, fits, view, put)
-    html.write_index(put("index.html"), summary, table, front, levels, fits,
-                     [p.name for k, p in written.items() if k.endswith(".png")],
-                     optimal["html"] + findings.section(checked))
+    html.write_index(
+        put("index.html"),
+        summary,
+        table,
+        front,
+        levels,
+        fits,
+        [p.name for k, p in written.items() if k.endswith(".png")],
+        optimal["html"] + findings.section(checked),
+    )
     summary["files"] = {k: str(p) for k, p in written.items()}
     summary["best"] = best_points(table, view)
     summary["compute_optimal"] = optimal["headline"]
@@ -166,11 +180,11 @@ def write_findings(table: pd.DataFrame, fits: dict, view: str, put) -> dict:
     fits_by_view = {}
     for v in dict.fromkeys([view, "paper", "total"]):
         if table[f"flops_{v}"].notna().any():
-            fits_by_view[v] = (fits["compute_optimal"] if v == view else
-                               scaling.compute_optimal(table, pareto.frontier(table, v), v))
+            fits_by_view[v] = (
+                fits["compute_optimal"] if v == view else scaling.compute_optimal(table, pareto.frontier(table, v), v)
+            )
     checked = findings.paper_findings(table, fits_by_view)
-    put("findings.json").write_text(json.dumps(_finite(checked), indent=2, allow_nan=False) + "\n",
-                                    encoding="utf-8")
+    put("findings.json").write_text(json.dumps(_finite(checked), indent=2, allow_nan=False) + "\n", encoding="utf-8")
     return checked
 
 
@@ -183,15 +197,27 @@ def write_compute_optimal(df: pd.DataFrame, table: pd.DataFrame, view: str, put)
     gains = adaptive_gain.adaptive_vs_fixed(table, df, view)
     rows.to_csv(put("compute_optimal.csv"), index=False)
     blob = {"view": view, "datasets": summaries, "adaptive": gains}
-    put("compute_optimal.json").write_text(json.dumps(_finite(blob), indent=2, allow_nan=False) + "\n",
-                                           encoding="utf-8")
+    put("compute_optimal.json").write_text(
+        json.dumps(_finite(blob), indent=2, allow_nan=False) + "\n", encoding="utf-8"
+    )
     compute_optimal_plots.plot_compute_optimal(rows, gains, view, put("compute_optimal.png"))
-    headline = [{"dataset": s["dataset"],
-                 "allocation_flops_ratio": _round(s.get("allocation_at_equal_accuracy", {}).get("flops_ratio"))}
-                for s in summaries]
-    headline += [{"dataset": g["dataset"], "model": g["model"], "adaptive": g["strategy"],
-                  "reaches_fixed_best": g.get("reaches_fixed_best"), "flops_ratio": _round(g.get("flops_ratio"))}
-                 for g in gains]
+    headline = [
+        {
+            "dataset": s["dataset"],
+            "allocation_flops_ratio": _round(s.get("allocation_at_equal_accuracy", {}).get("flops_ratio")),
+        }
+        for s in summaries
+    ]
+    headline += [
+        {
+            "dataset": g["dataset"],
+            "model": g["model"],
+            "adaptive": g["strategy"],
+            "reaches_fixed_best": g.get("reaches_fixed_best"),
+            "flops_ratio": _round(g.get("flops_ratio")),
+        }
+        for g in gains
+    ]
     return {"html": compute_optimal_page.section(rows, summaries, gains, view), "headline": headline}
 
 

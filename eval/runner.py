@@ -79,17 +79,23 @@ def check_resume(out: Path, cfg: RunConfig, problems: list) -> dict:
     old = stored_fingerprint(out / "config.json")
     if old is None:
         if records:
-            raise BadInput(f"--out {out}: holds records but no readable config.json, so what made them is "
-                           "unknown; use another --out")
+            raise BadInput(
+                f"--out {out}: holds records but no readable config.json, so what made them is "
+                "unknown; use another --out"
+            )
         return new
     key = first_difference(old, new)
     if key is not None:
-        raise BadInput(f"--out {out}: holds records made with {key} = {show(old[key])}, this config has "
-                       f"{show(new[key])}; use another --out")
+        raise BadInput(
+            f"--out {out}: holds records made with {key} = {show(old[key])}, this config has "
+            f"{show(new[key])}; use another --out"
+        )
     pid = check_problems(records, {p.id: problem_hash(p.question, p.gold) for p in problems}, cfg.dataset.name)
     if pid is not None:
-        raise BadInput(f"--out {out}: problem {pid!r} is not the one its records answered (question or gold "
-                       "changed since); use another --out")
+        raise BadInput(
+            f"--out {out}: problem {pid!r} is not the one its records answered (question or gold "
+            "changed since); use another --out"
+        )
     return merged(old, new)
 
 
@@ -132,8 +138,13 @@ def public_config(cfg: RunConfig) -> dict:
 
 
 def write_config(out: Path, cfg: RunConfig, fp: dict) -> None:
-    blob = {"config": public_config(cfg), "config_hash": config_hash(cfg), "fingerprint": fp,
-            "flops_view": cfg.flops_view, "versions": versions()}
+    blob = {
+        "config": public_config(cfg),
+        "config_hash": config_hash(cfg),
+        "fingerprint": fp,
+        "flops_view": cfg.flops_view,
+        "versions": versions(),
+    }
     tmp = inside(out, "config.json.tmp")
     try:
         tmp.write_text(json.dumps(blob, indent=2, sort_keys=True), encoding="utf-8")
@@ -145,12 +156,18 @@ def write_config(out: Path, cfg: RunConfig, fp: dict) -> None:
 def pending(unit: Unit, model: str, dataset: str, problems: list, done: set) -> list:
     """Problems of `unit` that still miss at least one record."""
     keys = [(o.strategy, o.aggregator, o.budget) for o in unit.outputs]
-    return [p for p in problems
-            if any((model, dataset, p.id, s, a, b, unit.seed) not in done for s, a, b in keys)]
+    return [p for p in problems if any((model, dataset, p.id, s, a, b, unit.seed) not in done for s, a, b in keys)]
 
 
-def execute(cfg: RunConfig, out: Path, *, fresh: bool = False, progress: bool = True,
-            ray_address: Optional[str] = None, use_ray: bool = False) -> dict[str, Any]:
+def execute(
+    cfg: RunConfig,
+    out: Path,
+    *,
+    fresh: bool = False,
+    progress: bool = True,
+    ray_address: Optional[str] = None,
+    use_ray: bool = False,
+) -> dict[str, Any]:
     out = Path(out)
     prepare_out(out, cfg, fresh)
     lock = DirLock(out)
@@ -162,8 +179,9 @@ def execute(cfg: RunConfig, out: Path, *, fresh: bool = False, progress: bool = 
         lock.release()
 
 
-def _execute(cfg: RunConfig, out: Path, lock: DirLock, fresh: bool, progress: bool,
-             ray_address: Optional[str], use_ray: bool) -> dict[str, Any]:
+def _execute(
+    cfg: RunConfig, out: Path, lock: DirLock, fresh: bool, progress: bool, ray_address: Optional[str], use_ray: bool
+) -> dict[str, Any]:
     from rebase.tasks.datasets import load_problems
 
     check_models(cfg)
@@ -196,9 +214,15 @@ def _execute(cfg: RunConfig, out: Path, lock: DirLock, fresh: bool, progress: bo
             new, failures = run_local(cfg, out, work, store, progress, engines)
     recs = store.load()
     good = [r for r in recs.values() if not r.get("error")]
-    return {"out": str(out), "records": len(recs), "new_records": new, "failed": len(failures),
-            "failures": failures[:20], "accuracy": round(sum(r["correct"] for r in good) / max(len(good), 1), 4),
-            "elapsed_s": round(time.perf_counter() - t0, 2)}
+    return {
+        "out": str(out),
+        "records": len(recs),
+        "new_records": new,
+        "failed": len(failures),
+        "failures": failures[:20],
+        "accuracy": round(sum(r["correct"] for r in good) / max(len(good), 1), 4),
+        "elapsed_s": round(time.perf_counter() - t0, 2),
+    }
 
 
 def pending_work(cfg: RunConfig, out: Path, units: list, problems: list) -> list:
@@ -266,8 +290,9 @@ def prune_trees(out: Path, work: list) -> None:
         os.replace(tmp, path)  # atomic: a kill here leaves the old file or the new one
 
 
-def run_local(cfg: RunConfig, out: Path, work: list, store: RecordStore, progress: bool,
-              engines: Engines) -> tuple[int, list[str]]:
+def run_local(
+    cfg: RunConfig, out: Path, work: list, store: RecordStore, progress: bool, engines: Engines
+) -> tuple[int, list[str]]:
     from tqdm import tqdm
 
     from eval.worker import Worker
@@ -283,13 +308,16 @@ def run_local(cfg: RunConfig, out: Path, work: list, store: RecordStore, progres
         for unit, ps in mine:
             trees = JsonlAppender(tree_path(out, model.name, unit.label)) if cfg.save_trees else None
             for i in range(0, len(ps), cfg.batch_problems):
-                batch = ps[i:i + cfg.batch_problems]
+                batch = ps[i : i + cfg.batch_problems]
                 try:
                     recs, tree_lines, fails = worker.run(unit, batch)
                 except SearchBug as e:  # a bug is not a fault: stop, keep what was written, say so
                     bar.close()
-                    raise SearchBug(f"{e}; the sweep stopped, the records written so far are kept; "
-                                    f"traceback in {worker.errors_log}", e.traceback_text) from e
+                    raise SearchBug(
+                        f"{e}; the sweep stopped, the records written so far are kept; "
+                        f"traceback in {worker.errors_log}",
+                        e.traceback_text,
+                    ) from e
                 if trees is not None:
                     trees.append(tree_lines)  # trees first: a record implies its tree is on disk
                 new += store.append(recs)

@@ -70,8 +70,7 @@ def fit_saturating(x: np.ndarray, y: np.ndarray) -> dict | None:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", OptimizeWarning)
-                popt, _ = curve_fit(model, x, y, p0=p0, bounds=([0.0, -1.5, 1e-3], [1.0, 1.5, 5.0]),
-                                    maxfev=20000)
+                popt, _ = curve_fit(model, x, y, p0=p0, bounds=([0.0, -1.5, 1e-3], [1.0, 1.5, 5.0]), maxfev=20000)
         except (RuntimeError, ValueError):
             continue
         sse = float(np.sum((y - model(x, *popt)) ** 2))
@@ -80,8 +79,16 @@ def fit_saturating(x: np.ndarray, y: np.ndarray) -> dict | None:
     if best is None:
         return None
     a, b0, c = (float(v) for v in best[1])
-    return {"form": "saturating", "equation": SATURATING, "a": a, "b": b0 * 10.0 ** (c * x0),
-            "c": c, "b0": b0, "log10_C0": x0, **_quality(y, model(x, a, b0, c))}
+    return {
+        "form": "saturating",
+        "equation": SATURATING,
+        "a": a,
+        "b": b0 * 10.0 ** (c * x0),
+        "c": c,
+        "b0": b0,
+        "log10_C0": x0,
+        **_quality(y, model(x, a, b0, c)),
+    }
 
 
 def fit_curve(flops, acc) -> dict:
@@ -107,9 +114,14 @@ def curve_fits(curves: pd.DataFrame, view: str) -> list[dict]:
     out = []
     for key, g in curves.groupby(["dataset", "model", "strategy", "aggregator"], sort=True):
         g = g.sort_values(col)
-        out.append({**dict(zip(["dataset", "model", "strategy", "aggregator"], key)),
-                    "model_params": g["model_params"].iloc[0],
-                    "budgets": g["budget"].tolist(), **fit_curve(g[col], g["accuracy"])})
+        out.append(
+            {
+                **dict(zip(["dataset", "model", "strategy", "aggregator"], key)),
+                "model_params": g["model_params"].iloc[0],
+                "budgets": g["budget"].tolist(),
+                **fit_curve(g[col], g["accuracy"]),
+            }
+        )
     return out
 
 
@@ -127,28 +139,52 @@ def compute_optimal(curves: pd.DataFrame, front: pd.DataFrame, view: str) -> lis
                 continue
             top = within[within["accuracy"] == within["accuracy"].max()]
             pick = top.sort_values(["model_params", col], kind="stable", na_position="last").iloc[0]
-            rows.append({"flops_budget": float(budget), "model": pick["model"],
-                         "model_params": pick["model_params"], "strategy": pick["strategy"],
-                         "aggregator": pick["aggregator"], "budget": pick["budget"],
-                         "accuracy": float(pick["accuracy"]), "flops": float(pick[col])})
-        entries = (fr.sort_values(col, kind="stable").groupby("model", sort=False).head(1)
-                   [["model", "model_params", col]].rename(columns={col: "c_star"}))
+            rows.append(
+                {
+                    "flops_budget": float(budget),
+                    "model": pick["model"],
+                    "model_params": pick["model_params"],
+                    "strategy": pick["strategy"],
+                    "aggregator": pick["aggregator"],
+                    "budget": pick["budget"],
+                    "accuracy": float(pick["accuracy"]),
+                    "flops": float(pick[col]),
+                }
+            )
+        entries = (
+            fr.sort_values(col, kind="stable")
+            .groupby("model", sort=False)
+            .head(1)[["model", "model_params", col]]
+            .rename(columns={col: "c_star"})
+        )
         entries = entries[entries["model_params"] > 0]
         fit, note = None, ""
         if entries["model_params"].nunique() >= 2:
             lx, ly = np.log10(entries["model_params"].to_numpy()), np.log10(entries["c_star"].to_numpy())
             a, b = (float(v) for v in np.polyfit(lx, ly, 1))
-            fit = {"equation": "log10 C = a * log10 N + b", "a": a, "b": b,
-                   "n_models": int(len(entries)), **_quality(ly, a * lx + b),
-                   "paper": {"a": 1.19, "b": 2.03}}
+            fit = {
+                "equation": "log10 C = a * log10 N + b",
+                "a": a,
+                "b": b,
+                "n_models": int(len(entries)),
+                **_quality(ly, a * lx + b),
+                "paper": {"a": 1.19, "b": 2.03},
+            }
         else:
-            note = ("no fit: fewer than 2 model sizes with model_params are ever compute-optimal "
-                    f"({len(entries)} found)")
+            note = f"no fit: fewer than 2 model sizes with model_params are ever compute-optimal ({len(entries)} found)"
         # The frontier is where the optimal choice changes, exactly (the grid only samples it).
         steps = fr[["model", "model_params", col]].rename(columns={col: "flops"})
-        out.append({"dataset": ds, "grid": rows, "entry_points": entries.to_dict("records"),
-                    "steps": steps.to_dict("records"), "flops_max": float(g[col].max()),
-                    "fit": fit, "note": note})
+        out.append(
+            {
+                "dataset": ds,
+                "grid": rows,
+                "entry_points": entries.to_dict("records"),
+                "steps": steps.to_dict("records"),
+                "flops_max": float(g[col].max()),
+                "fit": fit,
+                "note": note,
+            }
+        )
     return out
 
 
@@ -171,12 +207,15 @@ def clean(obj):
     return obj
 
 
-def scaling_report(curves: pd.DataFrame, front: pd.DataFrame, levels: pd.DataFrame,
-                   records: pd.DataFrame, view: str) -> dict:
-    return clean({
-        "flops_view": view,
-        "curve_fits": curve_fits(curves, view),
-        "compute_optimal": compute_optimal(curves, front, view),
-        "levels": levels.to_dict("records") if not levels.empty else [],
-        "failures": failures(records),
-    })
+def scaling_report(
+    curves: pd.DataFrame, front: pd.DataFrame, levels: pd.DataFrame, records: pd.DataFrame, view: str
+) -> dict:
+    return clean(
+        {
+            "flops_view": view,
+            "curve_fits": curve_fits(curves, view),
+            "compute_optimal": compute_optimal(curves, front, view),
+            "levels": levels.to_dict("records") if not levels.empty else [],
+            "failures": failures(records),
+        }
+    )

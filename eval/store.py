@@ -54,8 +54,10 @@ def read_records(path: Path, warn: bool = True) -> Iterator[dict]:
     """Records of a results.jsonl; a parsed line that is not a record is BadInput naming it."""
     for i, rec in numbered_lines(path, warn):
         if not is_record(rec):
-            raise BadInput(f"{path}:{i}: not a record (expected a JSON object with "
-                           "model, dataset, problem_id, strategy, aggregator, budget, seed)")
+            raise BadInput(
+                f"{path}:{i}: not a record (expected a JSON object with "
+                "model, dataset, problem_id, strategy, aggregator, budget, seed)"
+            )
         yield rec
 
 
@@ -102,7 +104,7 @@ class JsonlAppender:
         try:
             view = memoryview(blob)
             while view:  # os.write may write less than asked (signals, quotas)
-                view = view[os.write(fd, view):]
+                view = view[os.write(fd, view) :]
             os.fsync(fd)
         finally:
             os.close(fd)

@@ -51,9 +51,15 @@ class Worker:
         sampling = self.cfg.sampling
         if unit.temperature is not None:
             sampling = sampling.model_copy(update={"temperature": unit.temperature})
-        return SearchContext(generator=self.generator, prm=self.prm() if unit.needs_prm else None,
-                             prompts=self.prompts, sampling=sampling, seed=unit.seed,
-                             dataset=self.cfg.dataset.name, include_truncated=self.cfg.include_truncated)
+        return SearchContext(
+            generator=self.generator,
+            prm=self.prm() if unit.needs_prm else None,
+            prompts=self.prompts,
+            sampling=sampling,
+            seed=unit.seed,
+            dataset=self.cfg.dataset.name,
+            include_truncated=self.cfg.include_truncated,
+        )
 
     def _search(self, unit: Unit, problems: list[Problem]) -> list[SearchResult]:
         strategy = STRATEGIES.get(unit.strategy)(**unit.options)
@@ -85,8 +91,11 @@ class Worker:
                 where = ", ".join(p.id for p in problems[:5]) + (" ..." if len(problems) > 5 else "")
                 tb = traceback.format_exc()
                 self.log_error(f"{unit.label} problems {where}: bug", tb)
-                raise SearchBug(f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''} "
-                                f"(in {unit.label}, problems {where})"[:500], tb) from e
+                raise SearchBug(
+                    f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''} "
+                    f"(in {unit.label}, problems {where})"[:500],
+                    tb,
+                ) from e
             if len(problems) == 1:
                 msg = f"{type(e).__name__}: {e}".splitlines()[0][:500]
                 self.log_error(f"{unit.label} problem {problems[0].id}: fault", traceback.format_exc())
@@ -114,18 +123,51 @@ class Worker:
 
     # -- records ---------------------------------------------------------------------------------
     def _base(self, out: Output, unit: Unit, p: Problem) -> dict[str, Any]:
-        return {"model": self.model.name, "dataset": self.cfg.dataset.name, "problem_id": p.id,
-                "strategy": out.strategy, "aggregator": out.aggregator, "budget": out.budget, "seed": unit.seed,
-                "model_params": self.engines.n_params(self.model), "problem_hash": problem_hash(p.question, p.gold),
-                "level": p.level, "reduction": out.reduction,
-                "gold": p.gold, "error": None}
+        return {
+            "model": self.model.name,
+            "dataset": self.cfg.dataset.name,
+            "problem_id": p.id,
+            "strategy": out.strategy,
+            "aggregator": out.aggregator,
+            "budget": out.budget,
+            "seed": unit.seed,
+            "model_params": self.engines.n_params(self.model),
+            "problem_hash": problem_hash(p.question, p.gold),
+            "level": p.level,
+            "reduction": out.reduction,
+            "gold": p.gold,
+            "error": None,
+        }
 
     def failed_records(self, unit: Unit, p: Problem, msg: str) -> list[dict]:
         """The records of a problem that failed: zero cost, no answer, `error` set."""
-        zeros = dict.fromkeys(("policy_prompt_tokens", "policy_cached_tokens", "policy_generated_tokens",
-                               "prm_tokens", "flops_paper", "flops_policy", "flops_total", "wall_s"), 0)
-        return [{**self._base(o, unit, p), **zeros, "answer": None, "correct": 0.0, "n_candidates": 0,
-                 "n_finished": 0, "n_truncated": 0, "subsets": 0, "error": msg} for o in unit.outputs]
+        zeros = dict.fromkeys(
+            (
+                "policy_prompt_tokens",
+                "policy_cached_tokens",
+                "policy_generated_tokens",
+                "prm_tokens",
+                "flops_paper",
+                "flops_policy",
+                "flops_total",
+                "wall_s",
+            ),
+            0,
+        )
+        return [
+            {
+                **self._base(o, unit, p),
+                **zeros,
+                "answer": None,
+                "correct": 0.0,
+                "n_candidates": 0,
+                "n_finished": 0,
+                "n_truncated": 0,
+                "subsets": 0,
+                "error": msg,
+            }
+            for o in unit.outputs
+        ]
 
     def _records(self, unit: Unit, p: Problem, res: SearchResult, wall: float) -> list[dict]:
         from rebase.tasks.grading import grade
@@ -138,9 +180,21 @@ class Worker:
         for o in unit.outputs:
             rec = self._base(o, unit, p)
             if unit.pool:
-                rec.update(derive(res, o.budget, o.aggregator, o.reduction, self.cfg.include_truncated, grade_p,
-                                  self.generator, self.engines.loaded_prm, (unit.seed, p.id),
-                                  dataset=self.cfg.dataset.name, include_invalid=self.cfg.invalid_votes))
+                rec.update(
+                    derive(
+                        res,
+                        o.budget,
+                        o.aggregator,
+                        o.reduction,
+                        self.cfg.include_truncated,
+                        grade_p,
+                        self.generator,
+                        self.engines.loaded_prm,
+                        (unit.seed, p.id),
+                        dataset=self.cfg.dataset.name,
+                        include_invalid=self.cfg.invalid_votes,
+                    )
+                )
                 rec["wall_s"] = wall * o.budget / unit.budget
             else:
                 res_o, wall_o = res, wall
@@ -153,11 +207,23 @@ class Worker:
 
     def _direct(self, o: Output, res: SearchResult, grade_p: Any, wall: float) -> dict[str, Any]:
         """The record fields of one search's result."""
-        ans = aggregate(o.aggregator, res.candidates, o.reduction, self.cfg.include_truncated,
-                        dataset=self.cfg.dataset.name, include_invalid=self.cfg.invalid_votes)
+        ans = aggregate(
+            o.aggregator,
+            res.candidates,
+            o.reduction,
+            self.cfg.include_truncated,
+            dataset=self.cfg.dataset.name,
+            include_invalid=self.cfg.invalid_votes,
+        )
         rec: dict[str, Any] = res.ledger.summary()
-        rec.update(answer=ans, correct=float(grade_p(ans)), n_candidates=len(res.candidates),
-                   n_finished=sum(c.finished and not c.truncated for c in res.candidates),
-                   n_truncated=sum(c.truncated for c in res.candidates), subsets=1, wall_s=wall)
+        rec.update(
+            answer=ans,
+            correct=float(grade_p(ans)),
+            n_candidates=len(res.candidates),
+            n_finished=sum(c.finished and not c.truncated for c in res.candidates),
+            n_truncated=sum(c.truncated for c in res.candidates),
+            subsets=1,
+            wall_s=wall,
+        )
         rec.update(res.info.get("record", {}))  # a strategy's own per-problem fields
         return rec

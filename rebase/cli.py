@@ -45,8 +45,14 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--out", default=None)
         p.add_argument("--no-progress", action="store_true")
         if name == "sweep":
-            p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
-                           help="shard problems over Ray actors (a local cluster when no address)")
+            p.add_argument(
+                "--ray",
+                nargs="?",
+                const="local",
+                default=None,
+                metavar="ADDRESS",
+                help="shard problems over Ray actors (a local cluster when no address)",
+            )
     p = sub.add_parser("report", help="write DIR/report from DIR's records")
     p.add_argument("dir")
     p.add_argument("--flops-view", choices=VIEWS, default=None)
@@ -56,8 +62,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--reduction", action="append", default=None)
     p = sub.add_parser("demo", help="run the embedded default sweep and its report")
     p.add_argument("--out", default="runs/demo")
-    p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
-                   help="spread the demo over Ray actors (a local cluster uses every core)")
+    p.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        default=None,
+        metavar="ADDRESS",
+        help="spread the demo over Ray actors (a local cluster uses every core)",
+    )
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--no-progress", action="store_true")
     p = sub.add_parser("ls", help="list registered components (built-in and plugins) with their one-line docs")
@@ -86,21 +98,29 @@ def _default_out(config: str, cfg: Any, fresh: bool) -> Path:
     return Path("runs") / (f"{stem}-{datetime.now().strftime('%Y%m%d-%H%M%S')}" if fresh else stem)
 
 
-def _sweep(config: str, overrides: list[str], out: Optional[str], fresh: bool, progress: bool,
-           ray: Optional[str] = None) -> dict:
+def _sweep(
+    config: str, overrides: list[str], out: Optional[str], fresh: bool, progress: bool, ray: Optional[str] = None
+) -> dict:
     from rebase.config import load_config
     from eval.runner import execute
 
     cfg = load_config(config, overrides)
     out_dir = Path(out) if out else _default_out(config, cfg, fresh)
-    return execute(cfg, out_dir, fresh=fresh, progress=progress, use_ray=ray is not None,
-                   ray_address=None if ray in (None, "local") else ray)
+    return execute(
+        cfg,
+        out_dir,
+        fresh=fresh,
+        progress=progress,
+        use_ray=ray is not None,
+        ray_address=None if ray in (None, "local") else ray,
+    )
 
 
 def dispatch(args: argparse.Namespace) -> tuple[dict, int]:
     if args.cmd in ("run", "sweep"):
-        s = _sweep(args.config, args.overrides, args.out, args.cmd == "run", not args.no_progress,
-                   getattr(args, "ray", None))
+        s = _sweep(
+            args.config, args.overrides, args.out, args.cmd == "run", not args.no_progress, getattr(args, "ray", None)
+        )
         return s, 1 if s["failed"] else 0
     if args.cmd == "report":
         from eval.report import write_report
@@ -125,8 +145,10 @@ def dispatch(args: argparse.Namespace) -> tuple[dict, int]:
 
 def io_message(e: OSError) -> str:
     where = f" ({e.filename})" if getattr(e, "filename", None) else ""
-    return (f"I/O failure: {e.strerror or type(e).__name__}{where}; the lines already written are kept (a "
-            "sweep resumes from them)")
+    return (
+        f"I/O failure: {e.strerror or type(e).__name__}{where}; the lines already written are kept (a "
+        "sweep resumes from them)"
+    )
 
 
 def main(argv: Optional[list[str]] = None) -> int:

@@ -16,7 +16,16 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Optional
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveInt,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from rebase.errors import BadInput
 from rebase.flops import FlopView
@@ -74,7 +83,9 @@ class PRMConfig(Strict):
     on_error: Literal["raise", "default"] = "raise"  # a failed score: raise, or use default_score
     default_score: float = 0.0
     backend: Literal["transformers", "vllm"] = "transformers"  # vllm: a pooling engine (step_tag only)
-    engine_args: dict[str, Any] = Field(default_factory=dict)  # vllm: extra vllm.LLM(...) arguments (rebase/engine_args.py)
+    engine_args: dict[str, Any] = Field(
+        default_factory=dict
+    )  # vllm: extra vllm.LLM(...) arguments (rebase/engine_args.py)
 
     @field_validator("engine_args")
     @classmethod
@@ -198,7 +209,9 @@ class RunConfig(Strict):
     strategies: list[StrategyConfig] = Field(min_length=1)
     seeds: list[SeedValue] = Field(default_factory=lambda: [0], min_length=1, max_length=MAX_SEEDS)
     sampling: SamplingConfig = Field(default_factory=SamplingConfig)
-    batch_problems: int = Field(16, gt=0, le=MAX_BATCH_PROBLEMS)  # problems searched together (one generate call per round)
+    batch_problems: int = Field(
+        16, gt=0, le=MAX_BATCH_PROBLEMS
+    )  # problems searched together (one generate call per round)
     flops_view: FlopView = "total"  # the report's x-axis
     save_trees: bool = True
     sample_reuse: bool = True  # N-sample strategies share one pool per (model, problem, seed)
@@ -271,8 +284,14 @@ def _format_error(source: str, err: ValidationError, raw: Any = None) -> str:
     errs = sorted(err.errors(), key=lambda x: x["type"] != "extra_forbidden")
     e = errs[0]
     # a discriminated union puts the backend tag into the location: models.0.openai.base_url
-    loc = ".".join(str(x) for i, x in enumerate(e["loc"])
-                   if not (x in BACKEND_NAMES + ("plugin",) and i and isinstance(e["loc"][i - 1], int))) or "(top level)"
+    loc = (
+        ".".join(
+            str(x)
+            for i, x in enumerate(e["loc"])
+            if not (x in BACKEND_NAMES + ("plugin",) and i and isinstance(e["loc"][i - 1], int))
+        )
+        or "(top level)"
+    )
     msg = e["msg"]
     if e["type"] == "unknown_backend":
         from rebase.registry import BACKENDS
@@ -286,7 +305,7 @@ def _format_error(source: str, err: ValidationError, raw: Any = None) -> str:
     elif e["type"] == "extra_forbidden":
         msg = "unknown key"
     elif msg.startswith("Value error, "):
-        msg = msg[len("Value error, "):]
+        msg = msg[len("Value error, ") :]
     more = f" (and {len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
     return f"{source}: {loc}: {msg}{_model_label(raw, e['loc'])}{more}"
 

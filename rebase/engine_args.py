@@ -23,12 +23,31 @@ from __future__ import annotations
 
 from typing import Any
 
-ALLOWED = frozenset({
-    "gpu_memory_utilization", "kv_cache_memory_bytes", "swap_space", "cpu_offload_gb", "max_num_seqs",
-    "max_num_batched_tokens", "enable_chunked_prefill", "enforce_eager", "block_size", "num_gpu_blocks_override",
-    "disable_custom_all_reduce", "disable_log_stats", "tensor_parallel_size", "pipeline_parallel_size",
-    "max_model_len", "quantization", "kv_cache_dtype", "revision", "tokenizer_revision", "seed", "max_logprobs",
-})
+ALLOWED = frozenset(
+    {
+        "gpu_memory_utilization",
+        "kv_cache_memory_bytes",
+        "swap_space",
+        "cpu_offload_gb",
+        "max_num_seqs",
+        "max_num_batched_tokens",
+        "enable_chunked_prefill",
+        "enforce_eager",
+        "block_size",
+        "num_gpu_blocks_override",
+        "disable_custom_all_reduce",
+        "disable_log_stats",
+        "tensor_parallel_size",
+        "pipeline_parallel_size",
+        "max_model_len",
+        "quantization",
+        "kv_cache_dtype",
+        "revision",
+        "tokenizer_revision",
+        "seed",
+        "max_logprobs",
+    }
+)
 # set by the backends after the user's arguments: model, tokenizer and trust_remote_code come from
 # the config's own keys, prefix caching is what the search relies on
 PROJECT_WINS = ("model", "tokenizer", "trust_remote_code", "enable_prefix_caching")

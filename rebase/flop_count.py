@@ -31,9 +31,17 @@ def attended_pairs(sq: int, sk: int, is_causal: bool, attn_mask: Any, batch: int
     return batch * heads * sq * sk
 
 
-def sdpa_cpu_flop(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, dropout_p: float = 0.0,
-                  is_causal: bool = False, *args: Any, attn_mask: Any = None, out_val: Any = None,
-                  **kwargs: Any) -> int:
+def sdpa_cpu_flop(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    dropout_p: float = 0.0,
+    is_causal: bool = False,
+    *args: Any,
+    attn_mask: Any = None,
+    out_val: Any = None,
+    **kwargs: Any,
+) -> int:
     """FLOPs of `_scaled_dot_product_flash_attention_for_cpu`: QK^T (2 d per pair) + AV (2 d_v per pair)."""
     b, h, sq, d = query.shape
     sk, dv = key.shape[-2], value.shape[-1]
@@ -46,4 +54,6 @@ sdpa_cpu_flop._get_raw = True  # type: ignore[attr-defined]  # FlopCounterMode p
 def flop_counter(display: bool = False) -> FlopCounterMode:
     """A FlopCounterMode that also counts the CPU flash-attention kernel."""
     aten = torch.ops.aten
-    return FlopCounterMode(display=display, custom_mapping={aten._scaled_dot_product_flash_attention_for_cpu: sdpa_cpu_flop})
+    return FlopCounterMode(
+        display=display, custom_mapping={aten._scaled_dot_product_flash_attention_for_cpu: sdpa_cpu_flop}
+    )

@@ -116,7 +116,9 @@ class LedgerEntry:
 
     @property
     def processed_tokens(self) -> int:
-        return max(self.prompt_tokens - self.cached_tokens + self.generated_tokens - (1 if self.generated_tokens else 0), 0)
+        return max(
+            self.prompt_tokens - self.cached_tokens + self.generated_tokens - (1 if self.generated_tokens else 0), 0
+        )
 
 
 @dataclass
@@ -126,10 +128,20 @@ class Ledger:
     specs: dict[str, FlopSpec] = field(default_factory=dict)
     entries: list[LedgerEntry] = field(default_factory=list)
 
-    def add(self, model: str, spec: FlopSpec, role: Role, prompt_tokens: int, cached_tokens: int = 0,
-            generated_tokens: int = 0, logit_rows: Optional[int] = None) -> None:
+    def add(
+        self,
+        model: str,
+        spec: FlopSpec,
+        role: Role,
+        prompt_tokens: int,
+        cached_tokens: int = 0,
+        generated_tokens: int = 0,
+        logit_rows: Optional[int] = None,
+    ) -> None:
         if cached_tokens > prompt_tokens or min(prompt_tokens, cached_tokens, generated_tokens) < 0:
-            raise ValueError(f"bad token counts: prompt={prompt_tokens} cached={cached_tokens} generated={generated_tokens}")
+            raise ValueError(
+                f"bad token counts: prompt={prompt_tokens} cached={cached_tokens} generated={generated_tokens}"
+            )
         if logit_rows is not None and logit_rows < 0:
             raise ValueError(f"bad logit rows: {logit_rows}")
         self.specs.setdefault(model, spec)
@@ -151,11 +163,15 @@ class Ledger:
         # PRM / judge: one forward over the uncached path; head rows only where the scores are read
         n = e.prompt_tokens - e.cached_tokens
         rows = n if e.logit_rows is None else e.logit_rows
-        return spec.forward_flops(e.cached_tokens, n, rows) + spec.forward_flops(e.prompt_tokens, e.generated_tokens, e.generated_tokens)
+        return spec.forward_flops(e.cached_tokens, n, rows) + spec.forward_flops(
+            e.prompt_tokens, e.generated_tokens, e.generated_tokens
+        )
 
     def flops(self, view: str) -> float:
         if view == "paper":
-            return sum(2.0 * self.specs[e.model].n_params * e.generated_tokens for e in self.entries if e.role == "policy")
+            return sum(
+                2.0 * self.specs[e.model].n_params * e.generated_tokens for e in self.entries if e.role == "policy"
+            )
         if view == "policy":
             return sum(self.entry_flops(e) for e in self.entries if e.role == "policy")
         if view == "total":

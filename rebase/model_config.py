@@ -108,8 +108,10 @@ class OpenAIModel(_Model):
     def preflight(self, where: str) -> None:
         local = Path(self.path).expanduser()
         if self.params is None and not (local / "config.json").is_file():
-            raise BadInput(f"{where}.params: backend 'openai' needs the parameter count when path "
-                           f"'{self.path}' is not a local model folder with a config.json")
+            raise BadInput(
+                f"{where}.params: backend 'openai' needs the parameter count when path "
+                f"'{self.path}' is not a local model folder with a config.json"
+            )
         if self.api_key_env and not os.environ.get(self.api_key_env):
             raise BadInput(f"{where}.api_key_env: environment variable {self.api_key_env} is not set")
 
@@ -138,8 +140,16 @@ def backend_of(v: Any) -> Optional[str]:
 
 
 ModelConfig = Annotated[
-    Union[Annotated[TransformersModel, Tag("transformers")], Annotated[VLLMModel, Tag("vllm")],
-          Annotated[OpenAIModel, Tag("openai")], Annotated[PluginModel, Tag("plugin")]],
-    Discriminator(backend_of, custom_error_type="unknown_backend",
-                  custom_error_message="unknown backend", custom_error_context={"discriminator": "backend"}),
+    Union[
+        Annotated[TransformersModel, Tag("transformers")],
+        Annotated[VLLMModel, Tag("vllm")],
+        Annotated[OpenAIModel, Tag("openai")],
+        Annotated[PluginModel, Tag("plugin")],
+    ],
+    Discriminator(
+        backend_of,
+        custom_error_type="unknown_backend",
+        custom_error_message="unknown backend",
+        custom_error_context={"discriminator": "backend"},
+    ),
 ]

@@ -37,6 +37,8 @@ def check_unique(source: str, names: Iterable[tuple[str, str]], what: str) -> No
     for where, name in names:
         folded = name.casefold()
         if folded in seen:
-            raise BadInput(f"{source}: {where}: duplicate {what} {name!r} (as {seen[folded]}; names must "
-                           "differ in more than letter case)")
+            raise BadInput(
+                f"{source}: {where}: duplicate {what} {name!r} (as {seen[folded]}; names must "
+                "differ in more than letter case)"
+            )
         seen[folded] = where

@@ -17,8 +17,7 @@ from rebase.errors import BadInput
 
 def looks_local(path: str) -> bool:
     """True when `path` can only be a filesystem path (a hub id has at most one '/')."""
-    return (Path(path).exists() or path.startswith(("/", "./", "../", "~", "."))
-            or path.count("/") > 1 or "\\" in path)
+    return Path(path).exists() or path.startswith(("/", "./", "../", "~", ".")) or path.count("/") > 1 or "\\" in path
 
 
 def package_dir(path: str) -> str:

@@ -77,4 +77,6 @@ def load_entry_point(ep: importlib.metadata.EntryPoint) -> None:
     except BadInput as e:
         raise BadInput(f"{where}: {e}") from None
     except Exception as e:  # noqa: BLE001 - any import-time failure of third-party code
-        raise BadInput(f"{where}: cannot load it ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+        raise BadInput(
+            f"{where}: cannot load it ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+        ) from None

@@ -37,8 +37,9 @@ class Registry:
     def _add(self, name: str, obj: Any) -> None:
         old = self._table.get(name)
         if old is not None and old is not obj and not _same(old, obj):
-            raise BadInput(f"{self.kind} '{name}' is registered twice ({_where(old)} and {_where(obj)}); "
-                           "rename one of them")
+            raise BadInput(
+                f"{self.kind} '{name}' is registered twice ({_where(old)} and {_where(obj)}); rename one of them"
+            )
         self._table[name] = obj
 
     def register(self, name: str) -> Callable[[Any], Any]:

@@ -51,8 +51,9 @@ def check_nodes(root: yaml.Node, source: str, max_nodes: int = MAX_NODES) -> int
             kids = _children(node)
             total = 1 + sum(size[id(k)] for k in kids)
             if total > max_nodes:
-                raise BadInput(f"{source}: {_line(node)}: the document expands to more than {max_nodes} "
-                               "nodes (nested aliases?)")
+                raise BadInput(
+                    f"{source}: {_line(node)}: the document expands to more than {max_nodes} nodes (nested aliases?)"
+                )
             size[nid] = total
             continue
         if nid in size:

@@ -69,8 +69,10 @@ def load_model(cfg: PRMConfig, kind: Kind) -> Any:
         auto_map = getattr(hf_cfg, "auto_map", None) or {}
         if "AutoModel" in auto_map and "AutoModelForTokenClassification" not in auto_map:
             if not cfg.trust_remote_code:
-                raise BadInput(f"prm.trust_remote_code: '{cfg.path}' defines its own head "
-                               f"({auto_map['AutoModel']}); set trust_remote_code: true to load it")
+                raise BadInput(
+                    f"prm.trust_remote_code: '{cfg.path}' defines its own head "
+                    f"({auto_map['AutoModel']}); set trust_remote_code: true to load it"
+                )
             auto = transformers.AutoModel
     try:
         model, info = auto.from_pretrained(src, output_loading_info=True, dtype=dtype, **kw)
@@ -78,8 +80,10 @@ def load_model(cfg: PRMConfig, kind: Kind) -> Any:
         raise BadInput(f"prm.path: cannot load '{cfg.path}' as a {kind} model ({str(e).splitlines()[0]})") from None
     missing = [k for k in (info or {}).get("missing_keys", []) if "rotary" not in k]
     if missing:
-        raise BadInput(f"prm.path: '{cfg.path}' has no trained weights for {', '.join(sorted(missing)[:3])}"
-                       f"{' ...' if len(missing) > 3 else ''} (is prm.family '{cfg.family}' right for it?)")
+        raise BadInput(
+            f"prm.path: '{cfg.path}' has no trained weights for {', '.join(sorted(missing)[:3])}"
+            f"{' ...' if len(missing) > 3 else ''} (is prm.family '{cfg.family}' right for it?)"
+        )
     return model.to(dev).eval()
 
 
@@ -116,7 +120,7 @@ def logits_at(model: Any, kw: dict[str, Any], rows: list[list[int]], keep: bool)
         picked = head(hidden[[r for r, _ in flat], [p for _, p in flat]]) if flat else None
         out, k = [], 0
         for ps in rows:
-            out.append(picked[k:k + len(ps)] if ps else torch.zeros(0))
+            out.append(picked[k : k + len(ps)] if ps else torch.zeros(0))
             k += len(ps)
         return out
     cols = None
@@ -125,9 +129,17 @@ def logits_at(model: Any, kw: dict[str, Any], rows: list[list[int]], keep: bool)
         kw["logits_to_keep"] = torch.tensor(cols or [0], dtype=torch.long, device=kw["input_ids"].device)
     res = model(**kw)
     logits = res.logits if hasattr(res, "logits") else res[0]
-    return [logits[r, torch.tensor([cols.index(p) for p in ps] if cols is not None else ps, dtype=torch.long,
-                                   device=logits.device)] if ps else torch.zeros(0)
-            for r, ps in enumerate(rows)]
+    return [
+        logits[
+            r,
+            torch.tensor(
+                [cols.index(p) for p in ps] if cols is not None else ps, dtype=torch.long, device=logits.device
+            ),
+        ]
+        if ps
+        else torch.zeros(0)
+        for r, ps in enumerate(rows)
+    ]
 
 
 def flop_spec(model: Any) -> FlopSpec:

@@ -59,21 +59,26 @@ def score_checked(prm: PRM, requests: list[ScoreRequest]) -> list[ScoreResult]:
         return []
     results = prm.score(requests)
     if len(results) != len(requests):
-        raise PRMError(f"PRM {prm.name} returned {len(results)} results for {len(requests)} paths "
-                       f"({requests[0].tag or 'request 0'} ...)")
+        raise PRMError(
+            f"PRM {prm.name} returned {len(results)} results for {len(requests)} paths "
+            f"({requests[0].tag or 'request 0'} ...)"
+        )
     for i, (req, res) in enumerate(zip(requests, results)):
         tag = req.tag or f"request {i}"
         if len(res.scores) != len(req.steps):
             raise PRMError(f"{tag}: PRM {prm.name} gave {len(res.scores)} scores for {len(req.steps)} steps")
         bad = [k for k, x in enumerate(res.scores) if not math.isfinite(float(x))]
         if bad:
-            raise PRMError(f"{tag}: PRM {prm.name} gave a non-finite score ({res.scores[bad[0]]}) for step "
-                           f"{bad[0] + 1} of {len(req.steps)}")
+            raise PRMError(
+                f"{tag}: PRM {prm.name} gave a non-finite score ({res.scores[bad[0]]}) for step "
+                f"{bad[0] + 1} of {len(req.steps)}"
+            )
     return results
 
 
 def book(ledger: Any, prm: PRM, res: ScoreResult) -> None:
     """Record one scored path in a FLOP ledger: the tokens read and the head rows computed."""
     rows = res.head_rows if res.head_rows is not None else len(res.scores)
-    ledger.add(prm.name, prm.flop_spec, prm.role, res.prompt_tokens, res.cached_tokens, res.generated_tokens,
-               logit_rows=rows)
+    ledger.add(
+        prm.name, prm.flop_spec, prm.role, res.prompt_tokens, res.cached_tokens, res.generated_tokens, logit_rows=rows
+    )

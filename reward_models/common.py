@@ -80,8 +80,15 @@ def takes_logits_to_keep(model: Any) -> bool:
     return "logits_to_keep" in inspect.signature(model.forward).parameters
 
 
-def forward_at(model: Any, seqs: list[list[int]], positions: list[list[int]], reduce: Reduce,
-               pad_id: int, batch_tokens: int, keep: bool) -> list[Any]:
+def forward_at(
+    model: Any,
+    seqs: list[list[int]],
+    positions: list[list[int]],
+    reduce: Reduce,
+    pad_id: int,
+    batch_tokens: int,
+    keep: bool,
+) -> list[Any]:
     """For each sequence, `reduce` of the float32 logits at its `positions`; returned in input order
     as 1-D CPU tensors. `keep`: the model accepts `logits_to_keep` (a causal LM head)."""
     import torch
@@ -106,8 +113,9 @@ def forward_at(model: Any, seqs: list[list[int]], positions: list[list[int]], re
     return out
 
 
-def check_scores(cfg: PRMConfig, tag: str, raw: Optional[Sequence[float]], n_steps: int,
-                 truncated: bool = False) -> list[float]:
+def check_scores(
+    cfg: PRMConfig, tag: str, raw: Optional[Sequence[float]], n_steps: int, truncated: bool = False
+) -> list[float]:
     """Exactly `n_steps` finite scores, or PRMError / default_score per `cfg.on_error`.
 
     A count mismatch after left truncation means the first steps' markers were cut: the scores
@@ -159,8 +167,12 @@ def readout(prm: Any, seqs: list[list[int]], positions: list[list[int]]) -> list
     if prm.scorer is not None:
         got = prm.scorer.run(sub_s, sub_p, prm.reduce)
     else:
-        got = [(g, 0) for g in forward_at(prm.model, sub_s, sub_p, prm.reduce, prm.tok.pad_token_id,
-                                           prm.cfg.batch_tokens, prm.keeps_logits)]
+        got = [
+            (g, 0)
+            for g in forward_at(
+                prm.model, sub_s, sub_p, prm.reduce, prm.tok.pad_token_id, prm.cfg.batch_tokens, prm.keeps_logits
+            )
+        ]
     for i, g in zip(live, got):
         out[i] = g
     return out
@@ -225,7 +237,12 @@ class MarkerPRM:
             positions.append(pos)
             cut.append(truncated)
         got = self.readout(seqs, positions)
-        return [ScoreResult(scores=check_scores(self.cfg, request_tag(r, i), got[i][0].tolist(), len(r.steps), cut[i]),
-                            prompt_tokens=len(seqs[i]), cached_tokens=got[i][1],
-                            head_rows=head_rows(positions[i], got[i][1], len(seqs[i]), self._head))
-                for i, r in enumerate(requests)]
+        return [
+            ScoreResult(
+                scores=check_scores(self.cfg, request_tag(r, i), got[i][0].tolist(), len(r.steps), cut[i]),
+                prompt_tokens=len(seqs[i]),
+                cached_tokens=got[i][1],
+                head_rows=head_rows(positions[i], got[i][1], len(seqs[i]), self._head),
+            )
+            for i, r in enumerate(requests)
+        ]

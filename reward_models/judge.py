@@ -34,8 +34,16 @@ from typing import Any
 from rebase.config import PRMConfig
 from rebase.errors import BadInput
 from reward_models._hf import output_head
-from reward_models.common import (check_scores, head_rows, left_truncate, make_scorer, max_length, readout,
-                                  request_tag, takes_logits_to_keep)
+from reward_models.common import (
+    check_scores,
+    head_rows,
+    left_truncate,
+    make_scorer,
+    max_length,
+    readout,
+    request_tag,
+    takes_logits_to_keep,
+)
 
 DEFAULT_PROMPT = (
     "You are checking a step-by-step solution to a math problem.\n\n"
@@ -57,8 +65,10 @@ def label_ids(tok: Any, key: str, text: str, path: str) -> list[int]:
         if len(enc) == 1 and enc[0] not in ids:
             ids.append(int(enc[0]))
     if not ids:
-        raise BadInput(f"prm.{key}: neither {variants[0]!r} nor {variants[1]!r} is a single token of "
-                       f"{path}'s tokenizer (they split into {splits[0]} and {splits[1]})")
+        raise BadInput(
+            f"prm.{key}: neither {variants[0]!r} nor {variants[1]!r} is a single token of "
+            f"{path}'s tokenizer (they split into {splits[0]} and {splits[1]})"
+        )
     return ids
 
 
@@ -93,8 +103,13 @@ class JudgePRM:
     def prompt(self, question: str, steps: list[str], k: int) -> str:
         """The text that asks about step k (0-based) of `steps`."""
         prev = "\n".join(f"Step {i + 1}: {s.strip()}" for i, s in enumerate(steps[:k])) or "(none)"
-        values = {"question": question.strip(), "steps": prev, "step": steps[k].strip(),
-                  "good": self.good.strip(), "bad": self.bad.strip()}
+        values = {
+            "question": question.strip(),
+            "steps": prev,
+            "step": steps[k].strip(),
+            "good": self.good.strip(),
+            "bad": self.bad.strip(),
+        }
         # a regex fill, not str.format: braces in the math text or the template (\boxed{}) stay as is
         user = _FIELD.sub(lambda m: values[m.group(1)], self.template)
         if not self.use_chat:
@@ -130,6 +145,12 @@ class JudgePRM:
             tokens[i] += len(s)
             cached[i] += c
             rows[i] += head_rows([len(s) - 1], c, len(s), plain)  # one row per step prompt not read before
-        return [ScoreResult(scores=check_scores(self.cfg, request_tag(r, i), raw[i], len(r.steps)),
-                            prompt_tokens=tokens[i], cached_tokens=cached[i], head_rows=rows[i])
-                for i, r in enumerate(requests)]
+        return [
+            ScoreResult(
+                scores=check_scores(self.cfg, request_tag(r, i), raw[i], len(r.steps)),
+                prompt_tokens=tokens[i],
+                cached_tokens=cached[i],
+                head_rows=rows[i],
+            )
+            for i, r in enumerate(requests)
+        ]

@@ -113,7 +113,9 @@ class IncrementalScorer:
             slab = SlabLayer.empty(len(batch), ref.keys[li], ref.values[li], width + tail)
             for r, j in enumerate(batch):
                 if j.cached:
-                    slab.fill_prefix(r, j.entry.keys[li][..., : j.cached, :], j.entry.values[li][..., : j.cached, :], width)
+                    slab.fill_prefix(
+                        r, j.entry.keys[li][..., : j.cached, :], j.entry.values[li][..., : j.cached, :], width
+                    )
                 else:
                     slab.fill_prefix(r, None, None, width)
             slab.n = width
@@ -128,14 +130,19 @@ class IncrementalScorer:
         pos = torch.zeros((len(batch), tail), dtype=torch.long)
         reads: list[list[tuple[int, int]]] = []  # per row: (position, tail column)
         for r, j in enumerate(batch):
-            ids[r, tail - j.tail:] = torch.tensor(j.ids[j.cached:], dtype=torch.long)
-            mask[r, width - j.cached: width] = 1
-            mask[r, width + tail - j.tail:] = 1
-            pos[r, tail - j.tail:] = torch.arange(j.cached, len(j.ids))
+            ids[r, tail - j.tail :] = torch.tensor(j.ids[j.cached :], dtype=torch.long)
+            mask[r, width - j.cached : width] = 1
+            mask[r, width + tail - j.tail :] = 1
+            pos[r, tail - j.tail :] = torch.arange(j.cached, len(j.ids))
             reads.append([(p, tail - j.tail + p - j.cached) for p in j.positions if p >= j.cached])
         cache = self._cache(batch, width, tail)
-        kw: dict[str, Any] = dict(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
-                                  position_ids=pos.to(self.device), past_key_values=cache, use_cache=True)
+        kw: dict[str, Any] = dict(
+            input_ids=ids.to(self.device),
+            attention_mask=mask.to(self.device),
+            position_ids=pos.to(self.device),
+            past_key_values=cache,
+            use_cache=True,
+        )
         with torch.no_grad():  # the head runs only where a score is read (reward_models/_hf.py)
             got = logits_at(self.model, kw, [[c for _, c in row] for row in reads], self.keep)
         for r, (j, row) in enumerate(zip(batch, reads)):

@@ -47,7 +47,7 @@ from reward_models.step_tag_layout import StepTagLayout
 
 
 def _seq_cls_architectures(archs: list[str]) -> list[str]:
-    """"LlamaForCausalLM" -> "LlamaForSequenceClassification": vLLM's classifier wrapper of the same
+    """ "LlamaForCausalLM" -> "LlamaForSequenceClassification": vLLM's classifier wrapper of the same
     model family, which reads `classifier_from_token` / `method` when it loads the weights."""
     out = [a[: -len("ForCausalLM")] + "ForSequenceClassification" for a in archs if a.endswith("ForCausalLM")]
     if not out:
@@ -88,8 +88,10 @@ class StepTagVLLMPRM(StepTagLayout):
         from vllm.config import PoolerConfig
         from vllm.platforms import current_platform
 
-        archs = list(getattr(AutoConfig.from_pretrained(src, trust_remote_code=cfg.trust_remote_code),
-                             "architectures", None) or [])
+        archs = list(
+            getattr(AutoConfig.from_pretrained(src, trust_remote_code=cfg.trust_remote_code), "architectures", None)
+            or []
+        )
         # vLLM looks the label rows up with convert_tokens_to_ids: pass the vocabulary pieces of the
         # ids found above, not the config strings (a sentencepiece "+" may be stored as "▁+")
         bad_piece, good_piece = self.tok.convert_ids_to_tokens([self.bad_id, self.good_id])
@@ -99,16 +101,20 @@ class StepTagVLLMPRM(StepTagLayout):
         args.update(cfg.engine_args)  # only allowed keys (rebase/engine_args.py); the project's settings win below
         args["trust_remote_code"] = cfg.trust_remote_code
         args.update(
-            model=src, tokenizer=src, runner="pooling", convert="classify",
-            hf_overrides={"architectures": _seq_cls_architectures(archs),
-                          "classifier_from_token": [bad_piece, good_piece],  # bad FIRST: sigmoid(good - bad)
-                          "method": "from_2_way_softmax"},
+            model=src,
+            tokenizer=src,
+            runner="pooling",
+            convert="classify",
+            hf_overrides={
+                "architectures": _seq_cls_architectures(archs),
+                "classifier_from_token": [bad_piece, good_piece],  # bad FIRST: sigmoid(good - bad)
+                "method": "from_2_way_softmax",
+            },
             pooler_config=PoolerConfig(task="classify", seq_pooling_type="LAST"),
             enable_prefix_caching=True,
         )
         self._llm = LLM(**args)
         self.max_length = int(self._llm.llm_engine.model_config.max_model_len)
-
 
     def encode(self, question: str, steps: list[str]) -> list[int]:
         # the transformers family's tokenizer call (BOS included where the tokenizer adds one)
@@ -119,8 +125,9 @@ class StepTagVLLMPRM(StepTagLayout):
         from vllm.inputs import TokensPrompt
 
         try:
-            outs = self._llm.encode([TokensPrompt(prompt_token_ids=s) for s in prompts],
-                                    pooling_task="classify", use_tqdm=False)
+            outs = self._llm.encode(
+                [TokensPrompt(prompt_token_ids=s) for s in prompts], pooling_task="classify", use_tqdm=False
+            )
         except (ValueError, RuntimeError) as e:
             raise RunFailure(f"vllm PRM encode failed: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from e
         if len(outs) != len(prompts):
@@ -160,7 +167,9 @@ class StepTagVLLMPRM(StepTagLayout):
     def score(self, requests: list[ScoreRequest]) -> list[ScoreResult]:
         seqs, cut = [], []
         for req in requests:
-            ids, truncated = left_truncate(self.encode(req.question, req.steps), self.max_length) if req.steps else ([], False)
+            ids, truncated = (
+                left_truncate(self.encode(req.question, req.steps), self.max_length) if req.steps else ([], False)
+            )
             seqs.append(ids)
             cut.append(truncated)
         live = [i for i, r in enumerate(requests) if r.steps]
@@ -174,9 +183,15 @@ class StepTagVLLMPRM(StepTagLayout):
         rows: list[Any] = [0] * len(requests)
         for i, got, hit, n in zip(live, pooled, hits, rows_sent):
             raw[i], cached[i], rows[i] = got, hit, n
-        return [ScoreResult(scores=check_scores(self.cfg, request_tag(r, i), raw[i], len(r.steps), cut[i]),
-                            prompt_tokens=len(seqs[i]), cached_tokens=cached[i], head_rows=rows[i])
-                for i, r in enumerate(requests)]
+        return [
+            ScoreResult(
+                scores=check_scores(self.cfg, request_tag(r, i), raw[i], len(r.steps), cut[i]),
+                prompt_tokens=len(seqs[i]),
+                cached_tokens=cached[i],
+                head_rows=rows[i],
+            )
+            for i, r in enumerate(requests)
+        ]
 
     def close(self) -> None:
         llm, self._llm = self._llm, None

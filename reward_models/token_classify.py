@@ -40,8 +40,9 @@ class TokenClassifyPRM(MarkerPRM):
         self.use_chat = has_template if cfg.chat_template is None else bool(cfg.chat_template)
         n_labels = int(getattr(self.model.config, "num_labels", 2) or 2)
         if not 0 <= cfg.positive_label < n_labels:
-            raise BadInput(f"prm.positive_label: {cfg.positive_label} is not a label index of {cfg.path} "
-                           f"({n_labels} labels)")
+            raise BadInput(
+                f"prm.positive_label: {cfg.positive_label} is not a label index of {cfg.path} ({n_labels} labels)"
+            )
 
     def text(self, question: str, steps: list[str]) -> str:
         q = scrub(question, self.marker).strip()

@@ -116,11 +116,26 @@ class AdaptiveVote(Strategy):
         return leader_probability(totals, n_voters)
 
     def _result(self, p: Problem, st: _Problem) -> SearchResult:
-        record: dict[str, Any] = {"samples_used": len(st.cands), "waves": st.waves, "stop": st.stop,
-                                  "leader_probability": round(st.prob, 6), "adapts": self.adapts}
-        return SearchResult(p.id, st.cands, st.ledger, nodes=st.nodes,
-                            info={"samples": st.samples, "record": record, "wave_ends": st.wave_ends,
-                                  "wave_probs": st.wave_probs, "wave_ledgers": st.wave_ledgers})
+        record: dict[str, Any] = {
+            "samples_used": len(st.cands),
+            "waves": st.waves,
+            "stop": st.stop,
+            "leader_probability": round(st.prob, 6),
+            "adapts": self.adapts,
+        }
+        return SearchResult(
+            p.id,
+            st.cands,
+            st.ledger,
+            nodes=st.nodes,
+            info={
+                "samples": st.samples,
+                "record": record,
+                "wave_ends": st.wave_ends,
+                "wave_probs": st.wave_probs,
+                "wave_ledgers": st.wave_ledgers,
+            },
+        )
 
     # -- nested budgets: a run at a larger maximum holds the run at every smaller one --------------
     @classmethod
@@ -141,12 +156,26 @@ class AdaptiveVote(Strategy):
         for led in res.info["wave_ledgers"][:k]:
             ledger.extend(led)
         # it went on past `budget`, so the vote was not decided after wave k
-        record = {**res.info["record"], "samples_used": n, "waves": k, "stop": "max_budget",
-                  "leader_probability": round(res.info["wave_probs"][k - 1], 6)}
-        return SearchResult(res.problem_id, res.candidates[:n], ledger, nodes=res.nodes[:n + 1],
-                            info={"samples": res.info["samples"][:n], "record": record, "wave_ends": ends[:k],
-                                  "wave_probs": res.info["wave_probs"][:k],
-                                  "wave_ledgers": res.info["wave_ledgers"][:k]})
+        record = {
+            **res.info["record"],
+            "samples_used": n,
+            "waves": k,
+            "stop": "max_budget",
+            "leader_probability": round(res.info["wave_probs"][k - 1], 6),
+        }
+        return SearchResult(
+            res.problem_id,
+            res.candidates[:n],
+            ledger,
+            nodes=res.nodes[: n + 1],
+            info={
+                "samples": res.info["samples"][:n],
+                "record": record,
+                "wave_ends": ends[:k],
+                "wave_probs": res.info["wave_probs"][:k],
+                "wave_ledgers": res.info["wave_ledgers"][:k],
+            },
+        )
 
 
 @STRATEGIES.register("adaptive_majority")

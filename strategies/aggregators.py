@@ -42,7 +42,9 @@ def reduce_scores(scores: Optional[Sequence[float]], reduction: str) -> float:
     return float(REDUCTIONS[reduction](scores))
 
 
-def voters(cands: Sequence[Candidate], include_truncated: bool = False, include_invalid: bool = False) -> list[Candidate]:
+def voters(
+    cands: Sequence[Candidate], include_truncated: bool = False, include_invalid: bool = False
+) -> list[Candidate]:
     return [c for c in cands if (include_invalid or c.answer is not None) and (include_truncated or not c.truncated)]
 
 
@@ -75,8 +77,14 @@ class Group:
         return self.spellings.most_common(1)[0][0]  # ties: the spelling seen first (a stable sort)
 
 
-def groups(cands: Sequence[Candidate], weighted: bool, reduction: str = "last", include_truncated: bool = False,
-           dataset: Optional[str] = None, include_invalid: bool = False) -> dict[str, Group]:
+def groups(
+    cands: Sequence[Candidate],
+    weighted: bool,
+    reduction: str = "last",
+    include_truncated: bool = False,
+    dataset: Optional[str] = None,
+    include_invalid: bool = False,
+) -> dict[str, Group]:
     """Voters grouped by `vote_key`, in first-seen order: each adds 1 (or, weighted, its reduced
     PRM score) to its group's total."""
     out: dict[str, Group] = {}
@@ -98,43 +106,70 @@ def _winner(gs: dict[str, Group], value: Callable[[Group], float]) -> Optional[s
     return best.answer if best is not None else None
 
 
-def vote_totals(cands: Sequence[Candidate], weighted: bool, reduction: str = "last",
-                include_truncated: bool = False, dataset: Optional[str] = None,
-                include_invalid: bool = False) -> dict[str, float]:
+def vote_totals(
+    cands: Sequence[Candidate],
+    weighted: bool,
+    reduction: str = "last",
+    include_truncated: bool = False,
+    dataset: Optional[str] = None,
+    include_invalid: bool = False,
+) -> dict[str, float]:
     """The vote mass of each answer group, in first-seen order: one per voter, or (weighted) the
     sum of the voters' reduced PRM scores. The voting aggregators and the adaptive stopping rule
     (strategies/stopping.py) read the same totals."""
-    return {k: g.total for k, g in groups(cands, weighted, reduction, include_truncated, dataset, include_invalid).items()}
+    return {
+        k: g.total for k, g in groups(cands, weighted, reduction, include_truncated, dataset, include_invalid).items()
+    }
 
 
 @AGGREGATORS.register("majority")
-def majority(cands: Sequence[Candidate], reduction: str = "last", include_truncated: bool = False,
-             dataset: Optional[str] = None, include_invalid: bool = False) -> Optional[str]:
+def majority(
+    cands: Sequence[Candidate],
+    reduction: str = "last",
+    include_truncated: bool = False,
+    dataset: Optional[str] = None,
+    include_invalid: bool = False,
+) -> Optional[str]:
     """The most frequent answer (equivalent answers vote together); ties go to the answer seen first."""
     return _winner(groups(cands, False, reduction, include_truncated, dataset, include_invalid), lambda g: g.total)
 
 
 @AGGREGATORS.register("best_of_n")
-def best_of_n(cands: Sequence[Candidate], reduction: str = "last", include_truncated: bool = False,
-              dataset: Optional[str] = None, include_invalid: bool = False) -> Optional[str]:
+def best_of_n(
+    cands: Sequence[Candidate],
+    reduction: str = "last",
+    include_truncated: bool = False,
+    dataset: Optional[str] = None,
+    include_invalid: bool = False,
+) -> Optional[str]:
     """The answer of the candidate with the highest reduced PRM score."""
     return _winner(groups(cands, False, reduction, include_truncated, dataset, include_invalid), lambda g: g.best)
 
 
 @AGGREGATORS.register("weighted_majority")
-def weighted_majority(cands: Sequence[Candidate], reduction: str = "last", include_truncated: bool = False,
-                      dataset: Optional[str] = None, include_invalid: bool = False) -> Optional[str]:
+def weighted_majority(
+    cands: Sequence[Candidate],
+    reduction: str = "last",
+    include_truncated: bool = False,
+    dataset: Optional[str] = None,
+    include_invalid: bool = False,
+) -> Optional[str]:
     """The answer with the largest sum of reduced PRM scores over its (equivalent) candidates."""
     return _winner(groups(cands, True, reduction, include_truncated, dataset, include_invalid), lambda g: g.total)
 
 
-def aggregate(name: str, cands: Sequence[Candidate], reduction: str = "last", include_truncated: bool = False,
-              dataset: Optional[str] = None, include_invalid: bool = False) -> Optional[str]:
+def aggregate(
+    name: str,
+    cands: Sequence[Candidate],
+    reduction: str = "last",
+    include_truncated: bool = False,
+    dataset: Optional[str] = None,
+    include_invalid: bool = False,
+) -> Optional[str]:
     """The final answer of aggregator `name`; with `dataset`, votes are grouped by that dataset's
     answer equivalence and the winner is the most frequent spelling inside the winning group."""
     kw = {"include_invalid": True} if include_invalid else {}  # a plugin aggregator may not take it
-    return AGGREGATORS.get(name)(cands, reduction=reduction, include_truncated=include_truncated, dataset=dataset,
-                                 **kw)
+    return AGGREGATORS.get(name)(cands, reduction=reduction, include_truncated=include_truncated, dataset=dataset, **kw)
 
 
 # What each aggregator needs, declared once: the sweep plans PRM scoring from this, not from names.

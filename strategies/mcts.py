@@ -131,9 +131,13 @@ class MCTS(Strategy):
                 for n in kids:
                     backup(t, n)
             rnd += 1
-        return [t.result(self.tree_candidates(t, ctx), {"rounds": rounds[i], "expansions": budget - left[i],
-                                                    "exhausted": exhausted[i]})
-                for i, t in enumerate(trees)]
+        return [
+            t.result(
+                self.tree_candidates(t, ctx),
+                {"rounds": rounds[i], "expansions": budget - left[i], "exhausted": exhausted[i]},
+            )
+            for i, t in enumerate(trees)
+        ]
 
     @classmethod
     def saved_candidates(cls, nodes: list[Node], ctx: SearchContext) -> list:

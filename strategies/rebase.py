@@ -50,8 +50,7 @@ State = tuple[dict[int, int], dict[int, int], dict[int, bool]]  # B_i, rounds do
 _EPS = 1e-9
 
 
-def allocate(budget: int, rewards: Sequence[float], temperature: float,
-             rounding: str = "sequential_ceil") -> list[int]:
+def allocate(budget: int, rewards: Sequence[float], temperature: float, rounding: str = "sequential_ceil") -> list[int]:
     """Children per frontier node (in input order): W_j = budget * softmax(R_j / T_b), rounded.
     Worked example (sequential_ceil, budget 16, rewards [0.9, 0.8, 0.5, 0.2]):
     T_b=0.2 -> [10, 5, 1, 0]; T_b=0.1 -> [12, 4, 0, 0]."""
@@ -153,8 +152,11 @@ class Rebase(Strategy):
     def pipelined(self, ctx: SearchContext) -> bool:
         """Whether this search runs pipelined: asked for (`pipeline`), a backend with `refill`, and
         rounds scored without generating (beam search's lookahead rollouts generate)."""
-        return (bool(getattr(self.params, "pipeline", False)) and getattr(ctx.generator, "supports_refill", False)
-                and not getattr(self.params, "lookahead", 0))
+        return (
+            bool(getattr(self.params, "pipeline", False))
+            and getattr(ctx.generator, "supports_refill", False)
+            and not getattr(self.params, "lookahead", 0)
+        )
 
     def _next_round(self, t: Tree, kids: list[Node], state: State, ctx: SearchContext) -> list[tuple[Tree, Node, int]]:
         """After a scored round of tree `t`: B_i -= its new terminal nodes; the rest get children."""
@@ -219,5 +221,7 @@ class Rebase(Strategy):
 
         outs = ctx.generator.generate(submit(items), refill=refill)
         if len(outs) != len(plan) or waiting:
-            raise RunFailure(f"generator {ctx.generator.name} returned {len(outs)} results for {len(plan)} "
-                             f"requests ({len(waiting)} problems left waiting)")
+            raise RunFailure(
+                f"generator {ctx.generator.name} returned {len(outs)} results for {len(plan)} "
+                f"requests ({len(waiting)} problems left waiting)"
+            )

@@ -25,12 +25,18 @@ def candidate_from_text(text: str, finish_reason: str, generated: int, ctx: Sear
     final = any(ctx.prompts.is_final(s) for s in steps)
     # a sample cut by max_tokens before it gave an answer is truncated, not finished
     truncated = finish_reason == "length" and not final
-    return Candidate(steps=steps, answer=extract_answer(text, ctx.dataset), finished=not truncated,
-                     truncated=truncated, generated_tokens=generated)
+    return Candidate(
+        steps=steps,
+        answer=extract_answer(text, ctx.dataset),
+        finished=not truncated,
+        truncated=truncated,
+        generated_tokens=generated,
+    )
 
 
-def score_candidates(problems: list[Problem], cands: list[list[Candidate]], ctx: SearchContext,
-                     ledgers: list[Any]) -> list[list[int]]:
+def score_candidates(
+    problems: list[Problem], cands: list[list[Candidate]], ctx: SearchContext, ledgers: list[Any]
+) -> list[list[int]]:
     """Score every step of every candidate of every problem in ONE PRM call; returns (PRM tokens
     read, PRM head rows computed, PRM tokens served from its prefix cache) per candidate ((0, 0, 0)
     for a candidate with no steps, which is never scored). A wrong number of results or scores, or a non-finite score, is a PRMError naming
@@ -44,8 +50,11 @@ def score_candidates(problems: list[Problem], cands: list[list[Candidate]], ctx:
     prm_tokens = [[(0, 0, 0)] * len(cs) for cs in cands]
     for (pi, ci), res in zip(where, score_checked(ctx.prm, reqs)):
         cands[pi][ci].step_scores = [float(x) for x in res.scores]
-        prm_tokens[pi][ci] = (res.prompt_tokens, res.head_rows if res.head_rows is not None else len(res.scores),
-                              res.cached_tokens)
+        prm_tokens[pi][ci] = (
+            res.prompt_tokens,
+            res.head_rows if res.head_rows is not None else len(res.scores),
+            res.cached_tokens,
+        )
         book(ledgers[pi], ctx.prm, res)
     return prm_tokens
 
@@ -70,16 +79,25 @@ class NSample(Strategy):
     def temperature(self, ctx: SearchContext) -> float:
         return ctx.sampling.temperature
 
-    def search(self, problems: list[Problem], budget: int, ctx: SearchContext,
-               score: Optional[bool] = None) -> list[SearchResult]:
+    def search(
+        self, problems: list[Problem], budget: int, ctx: SearchContext, score: Optional[bool] = None
+    ) -> list[SearchResult]:
         from rebase.flops import Ledger
 
         gen = ctx.generator
         prompts = [ctx.prompts.render(p, gen) for p in problems]
-        reqs = [GenerationRequest(prompt=pr, n=budget, temperature=self.temperature(ctx), top_p=ctx.sampling.top_p,
-                                  max_tokens=ctx.sampling.max_tokens, stop=ctx.prompts.solution_stops,
-                                  seed=request_seed(ctx.seed, p.id, "samples"))
-                for p, pr in zip(problems, prompts)]
+        reqs = [
+            GenerationRequest(
+                prompt=pr,
+                n=budget,
+                temperature=self.temperature(ctx),
+                top_p=ctx.sampling.top_p,
+                max_tokens=ctx.sampling.max_tokens,
+                stop=ctx.prompts.solution_stops,
+                seed=request_seed(ctx.seed, p.id, "samples"),
+            )
+            for p, pr in zip(problems, prompts)
+        ]
         outs = gen.generate(reqs)
         ledgers = [Ledger() for _ in problems]
         cands: list[list[Candidate]] = []
@@ -90,19 +108,39 @@ class NSample(Strategy):
                 cs.append(candidate_from_text(c.text, c.finish_reason, c.generated_tokens, ctx))
             cands.append(cs)
         do_score = (self.needs_prm if score is None else score) and ctx.prm is not None
-        prm_tokens = score_candidates(problems, cands, ctx, ledgers) if do_score else [[(0, 0, 0)] * len(cs) for cs in cands]
+        prm_tokens = (
+            score_candidates(problems, cands, ctx, ledgers) if do_score else [[(0, 0, 0)] * len(cs) for cs in cands]
+        )
         results = []
         for p, led, comps, cs, pt in zip(problems, ledgers, outs, cands, prm_tokens):
             nodes = [Node(id=0, parent=None, depth=0, text="")]
             for i, (c, comp) in enumerate(zip(cs, comps)):
                 c.node_id = i + 1
-                nodes.append(Node(id=i + 1, parent=0, depth=1, text=comp.text, token_ids=list(comp.token_ids),
-                                  step_scores=list(c.step_scores or []), finish_reason=comp.finish_reason,
-                                  finished=c.finished, truncated=c.truncated, path_tokens=comp.generated_tokens))
-            samples = [{"prompt_tokens": comp.prompt_tokens, "cached_tokens": comp.cached_tokens,
-                        "generated_tokens": comp.generated_tokens, "prm_tokens": t, "prm_head_rows": rows,
-                        "prm_cached_tokens": cached}
-                       for comp, (t, rows, cached) in zip(comps, pt)]
+                nodes.append(
+                    Node(
+                        id=i + 1,
+                        parent=0,
+                        depth=1,
+                        text=comp.text,
+                        token_ids=list(comp.token_ids),
+                        step_scores=list(c.step_scores or []),
+                        finish_reason=comp.finish_reason,
+                        finished=c.finished,
+                        truncated=c.truncated,
+                        path_tokens=comp.generated_tokens,
+                    )
+                )
+            samples = [
+                {
+                    "prompt_tokens": comp.prompt_tokens,
+                    "cached_tokens": comp.cached_tokens,
+                    "generated_tokens": comp.generated_tokens,
+                    "prm_tokens": t,
+                    "prm_head_rows": rows,
+                    "prm_cached_tokens": cached,
+                }
+                for comp, (t, rows, cached) in zip(comps, pt)
+            ]
             results.append(SearchResult(p.id, cs, led, nodes=nodes, info={"samples": samples}))
         return results
 

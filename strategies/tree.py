@@ -107,11 +107,18 @@ class Tree:
             ids.extend(n.token_ids)
         return ids
 
-    def add_child(self, parent: Node, text: str, token_ids: list[int], finish_reason: str,
-                  generated_tokens: int) -> Node:
-        child = Node(id=len(self.nodes), parent=parent.id, depth=parent.depth + 1, text=text,
-                     token_ids=list(token_ids), finish_reason=finish_reason,
-                     path_tokens=parent.path_tokens + generated_tokens)
+    def add_child(
+        self, parent: Node, text: str, token_ids: list[int], finish_reason: str, generated_tokens: int
+    ) -> Node:
+        child = Node(
+            id=len(self.nodes),
+            parent=parent.id,
+            depth=parent.depth + 1,
+            text=text,
+            token_ids=list(token_ids),
+            finish_reason=finish_reason,
+            path_tokens=parent.path_tokens + generated_tokens,
+        )
         self.nodes.append(child)
         self.children.setdefault(parent.id, []).append(child.id)
         return child
@@ -130,10 +137,15 @@ class Tree:
         text = join_steps(steps, ctx)
         if ctx.sampling.step_tokens:  # a count-cut step may run on past the answer line
             text = ctx.prompts.truncate_after_answer(text)
-        return Candidate(steps=steps, answer=extract_answer(text, ctx.dataset),
-                         step_scores=list(node.step_scores), finished=node.finished,
-                         truncated=node.truncated if truncated is None else truncated,
-                         node_id=node.id, generated_tokens=node.path_tokens)
+        return Candidate(
+            steps=steps,
+            answer=extract_answer(text, ctx.dataset),
+            step_scores=list(node.step_scores),
+            finished=node.finished,
+            truncated=node.truncated if truncated is None else truncated,
+            node_id=node.id,
+            generated_tokens=node.path_tokens,
+        )
 
     def candidates(self, ctx: SearchContext) -> list[Candidate]:
         """Every terminal leaf (finished or truncated), in creation order."""
@@ -143,8 +155,9 @@ class Tree:
         info = dict(info or {})
         if self.rollout_tokens:
             info["rollout_tokens"] = self.rollout_tokens
-        return SearchResult(problem_id=self.problem.id, candidates=candidates, ledger=self.ledger,
-                            nodes=self.nodes, info=info)
+        return SearchResult(
+            problem_id=self.problem.id, candidates=candidates, ledger=self.ledger, nodes=self.nodes, info=info
+        )
 
 
 def join_steps(steps: list[str], ctx: SearchContext) -> str:
@@ -153,8 +166,9 @@ def join_steps(steps: list[str], ctx: SearchContext) -> str:
     return "".join(steps) if ctx.sampling.step_tokens else ctx.prompts.step_delimiter.join(steps)
 
 
-def step_request(ids: list[int], path_tokens: Optional[int], n: int, temperature: float, seed: int,
-                 ctx: SearchContext) -> GenerationRequest:
+def step_request(
+    ids: list[int], path_tokens: Optional[int], n: int, temperature: float, seed: int, ctx: SearchContext
+) -> GenerationRequest:
     """The request for the next step after `ids`: up to the step cap (max_step_tokens, or exactly
     step_tokens) and never past the solution's cumulative max_tokens (`path_tokens` None: no
     cumulative cap, `token_cap: step`)."""
@@ -162,8 +176,9 @@ def step_request(ids: list[int], path_tokens: Optional[int], n: int, temperature
     cap = s.step_tokens or s.max_step_tokens
     stop = () if s.step_tokens else (ctx.prompts.step_delimiter,)
     room = cap if path_tokens is None else min(cap, s.max_tokens - path_tokens)
-    return GenerationRequest(prompt_token_ids=ids, n=n, temperature=temperature, top_p=s.top_p,
-                             max_tokens=room, stop=stop, seed=seed)
+    return GenerationRequest(
+        prompt_token_ids=ids, n=n, temperature=temperature, top_p=s.top_p, max_tokens=room, stop=stop, seed=seed
+    )
 
 
 def is_finished(text: str, finish_reason: str, path_text: str, ctx: SearchContext) -> bool:
@@ -196,23 +211,32 @@ def request_for(tree: Tree, node: Node, k: int, ctx: SearchContext, rnd: int) ->
     node.allocation = k
     # room >= 1: a node at the token cap was truncated
     used = node.path_tokens if tree.token_cap == "path" else None
-    return step_request(tree.path_ids(node), used, k, ctx.sampling.temperature,
-                        request_seed(ctx.seed, tree.problem.id, node.id, rnd), ctx)
+    return step_request(
+        tree.path_ids(node),
+        used,
+        k,
+        ctx.sampling.temperature,
+        request_seed(ctx.seed, tree.problem.id, node.id, rnd),
+        ctx,
+    )
 
 
 def attach(tree: Tree, node: Node, k: int, comps: list[Any], ctx: SearchContext) -> list[Node]:
     """Add one child per completion to `node` and record each in the problem's ledger."""
     s, gen = ctx.sampling, ctx.generator
     if len(comps) != k:
-        raise RunFailure(f"problem {tree.problem.id} node {node.id}: generator returned {len(comps)} "
-                         f"completions, asked for {k}")
+        raise RunFailure(
+            f"problem {tree.problem.id} node {node.id}: generator returned {len(comps)} completions, asked for {k}"
+        )
     kids = []
     before = join_steps(tree.steps(node), ctx) if s.step_tokens else ""
     for c in comps:
         tree.ledger.add(gen.name, gen.flop_spec, "policy", c.prompt_tokens, c.cached_tokens, c.generated_tokens)
         child = tree.add_child(node, c.text, c.token_ids, c.finish_reason, c.generated_tokens)
         child.finished = is_finished(c.text, c.finish_reason, before + c.text, ctx)
-        child.truncated = not child.finished and (tree.over_token_cap(child, s.max_tokens) or child.depth >= s.max_depth)
+        child.truncated = not child.finished and (
+            tree.over_token_cap(child, s.max_tokens) or child.depth >= s.max_depth
+        )
         kids.append(child)
     return kids
 
@@ -230,8 +254,9 @@ def expand(items: list[tuple[Tree, Node, int]], ctx: SearchContext, rnd: int) ->
     return [(tree, attach(tree, node, k, comps, ctx)) for (tree, node, k), comps in zip(items, outs)]
 
 
-def grow(items: list[tuple[Tree, Node, int]], ctx: SearchContext, rnd: int,
-         judge: Callable[[list[tuple[Tree, Node]]], None]) -> list[tuple[Tree, list[Node]]]:
+def grow(
+    items: list[tuple[Tree, Node, int]], ctx: SearchContext, rnd: int, judge: Callable[[list[tuple[Tree, Node]]], None]
+) -> list[tuple[Tree, list[Node]]]:
     """One round of a tree strategy: `expand` the items (ONE generate call), then `judge` every new
     node, in item order (`score`, or `rollout_score` with lookahead: ONE PRM call)."""
     groups = expand(items, ctx, rnd)
@@ -269,8 +294,10 @@ def score_paths(items: list[tuple[Tree, Node]], paths: list[list[str]], ctx: Sea
     if prm is None:
         raise ValueError("tree search needs a PRM (ctx.prm is None)")
     tags = [f"problem {t.problem.id} node {n.id}" for t, n in items]
-    reqs = [ScoreRequest(question=t.problem.question, steps=steps, tag=tag)
-            for (t, _), steps, tag in zip(items, paths, tags)]
+    reqs = [
+        ScoreRequest(question=t.problem.question, steps=steps, tag=tag)
+        for (t, _), steps, tag in zip(items, paths, tags)
+    ]
     out = []
     for (tree, _), res in zip(items, score_checked(prm, reqs)):
         out.append([float(x) for x in res.scores])
@@ -303,8 +330,10 @@ def rollout_score(items: list[tuple[Tree, Node]], ctx: SearchContext, lookahead:
         live = [r for r in rolls if not r.done]
         if not live:
             break
-        reqs = [step_request(r.ids, r.tokens, 1, 0.0, request_seed(ctx.seed, r.tree.problem.id, r.node.id, "roll", k), ctx)
-                for r in live]
+        reqs = [
+            step_request(r.ids, r.tokens, 1, 0.0, request_seed(ctx.seed, r.tree.problem.id, r.node.id, "roll", k), ctx)
+            for r in live
+        ]
         outs = gen.generate(reqs)
         if len(outs) != len(reqs) or any(len(o) != 1 for o in outs):
             raise RunFailure(f"generator {gen.name} returned a wrong number of rollout completions")
@@ -316,8 +345,11 @@ def rollout_score(items: list[tuple[Tree, Node]], ctx: SearchContext, lookahead:
             r.steps.append(c.text)
             r.tokens += c.generated_tokens
             r.depth += 1
-            r.done = (is_finished(c.text, c.finish_reason, before + c.text, ctx)
-                      or r.tokens >= s.max_tokens or r.depth >= s.max_depth)
+            r.done = (
+                is_finished(c.text, c.finish_reason, before + c.text, ctx)
+                or r.tokens >= s.max_tokens
+                or r.depth >= s.max_depth
+            )
     for r, scores in zip(rolls, score_paths([(r.tree, r.node) for r in rolls], [r.steps for r in rolls], ctx)):
         r.node.step_scores = scores[: r.node.depth]
         r.node.reward = reduce_scores(scores, reward)

@@ -22,8 +22,14 @@ DATA = ROOT / "tests" / "fixtures" / "data"
 pytest_plugins = ["ci_skips"]  # under CI=true, skipped real-engine / real-server / browser tests fail
 
 # tests that reach a real engine or server through these fixtures carry its marker
-FIXTURE_MARKERS = {"vllm_gen": "real_engine", "vllm_prm": "real_engine", "vllm_model_dir": "real_engine",
-                   "smollm": "real_engine", "vllm_server": "real_server", "served": "real_server"}
+FIXTURE_MARKERS = {
+    "vllm_gen": "real_engine",
+    "vllm_prm": "real_engine",
+    "vllm_model_dir": "real_engine",
+    "smollm": "real_engine",
+    "vllm_server": "real_server",
+    "served": "real_server",
+}
 
 
 @pytest.fixture

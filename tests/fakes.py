@@ -47,9 +47,16 @@ class FakeGenerator:
     string; with p_final a stopped step says "The answer is A" (A drawn from `answers`).
     `script(request, index, rng)` may replace this and return a Completion itself."""
 
-    def __init__(self, p_final: float = 0.3, p_eos: float = 0.0, p_length: float = 0.0, max_len: int = 8,
-                 answers: tuple[str, ...] = ("1", "2", "3"), cached: bool = False,
-                 script: Optional[Callable[[GenerationRequest, int, random.Random], Completion]] = None):
+    def __init__(
+        self,
+        p_final: float = 0.3,
+        p_eos: float = 0.0,
+        p_length: float = 0.0,
+        max_len: int = 8,
+        answers: tuple[str, ...] = ("1", "2", "3"),
+        cached: bool = False,
+        script: Optional[Callable[[GenerationRequest, int, random.Random], Completion]] = None,
+    ):
         self.name = "fake-policy"
         self.flop_spec = SPEC
         self.p_final, self.p_eos, self.p_length = p_final, p_eos, p_length
@@ -84,8 +91,15 @@ class FakeGenerator:
             text = f"The answer is {rng.choice(self.answers)}." if rng.random() < self.p_final else f"s{tag}"
         ids = [100 + rng.randrange(50) for _ in range(n)]
         ids[-1] = EOS_ID if reason == "eos" else DELIM_ID if reason == "stop" else ids[-1]
-        return Completion(text=text, token_ids=ids, finish_reason=reason, prompt_tokens=prompt,
-                          cached_tokens=cached, generated_tokens=n, stop_reason=stop)
+        return Completion(
+            text=text,
+            token_ids=ids,
+            finish_reason=reason,
+            prompt_tokens=prompt,
+            cached_tokens=cached,
+            generated_tokens=n,
+            stop_reason=stop,
+        )
 
     def generate(self, requests: list[GenerationRequest]) -> list[list[Completion]]:
         self.calls += 1
@@ -104,9 +118,15 @@ class FakePRM:
     request of the first call gets one score too few ("short"), a NaN score ("nan"), or no result
     at all ("drop"), to check that every strategy refuses what a broken adapter returns."""
 
-    def __init__(self, seed: int = 0, role: str = "prm", fail_tag: Optional[str] = None,
-                 short_tag: Optional[str] = None, fixed: Optional[dict[str, float]] = None,
-                 break_first: Optional[str] = None):
+    def __init__(
+        self,
+        seed: int = 0,
+        role: str = "prm",
+        fail_tag: Optional[str] = None,
+        short_tag: Optional[str] = None,
+        fixed: Optional[dict[str, float]] = None,
+        break_first: Optional[str] = None,
+    ):
         self.name = "fake-prm"
         self.role = role
         self.flop_spec = SPEC
@@ -143,8 +163,14 @@ class FakePRM:
 
 def step_completion(req: GenerationRequest, text: str, tok: int) -> Completion:
     """A whole step of two tokens (`tok`, then the delimiter) that stopped on the delimiter."""
-    return Completion(text=text, token_ids=[tok, DELIM_ID], finish_reason="stop",
-                      prompt_tokens=len(req.prompt_token_ids), cached_tokens=0, generated_tokens=2)
+    return Completion(
+        text=text,
+        token_ids=[tok, DELIM_ID],
+        finish_reason="stop",
+        prompt_tokens=len(req.prompt_token_ids),
+        cached_tokens=0,
+        generated_tokens=2,
+    )
 
 
 class NamedSteps:
@@ -193,5 +219,11 @@ def make_ctx(gen, prm, dataset: str = "gsm8k", seed: int = 0, **sampling):
     from rebase.tasks.prompts import PromptFormat
     from strategies.base import SearchContext
 
-    return SearchContext(generator=gen, prm=prm, prompts=PromptFormat.from_config(dataset),
-                         sampling=SamplingConfig(**sampling), seed=seed, dataset=dataset)
+    return SearchContext(
+        generator=gen,
+        prm=prm,
+        prompts=PromptFormat.from_config(dataset),
+        sampling=SamplingConfig(**sampling),
+        seed=seed,
+        dataset=dataset,
+    )

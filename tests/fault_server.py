@@ -32,8 +32,9 @@ from typing import Any, Optional
 
 
 class FaultServer:
-    def __init__(self, script: Optional[list[str]] = None, id_mode: str = "token_ids", cached: int = 0,
-                 ok_delay_s: float = 0.0):
+    def __init__(
+        self, script: Optional[list[str]] = None, id_mode: str = "token_ids", cached: int = 0, ok_delay_s: float = 0.0
+    ):
         self.script = list(script or [])
         self.id_mode = id_mode
         self.cached = cached
@@ -56,8 +57,12 @@ class FaultServer:
     def _choice(self, i: int, body: dict[str, Any]) -> dict[str, Any]:
         ids = [100 + i, 101, 102]
         stop = body.get("stop") or []
-        choice: dict[str, Any] = {"index": i, "text": f"t{i}", "finish_reason": "stop" if stop else "length",
-                                  "stop_reason": stop[0] if stop else None}
+        choice: dict[str, Any] = {
+            "index": i,
+            "text": f"t{i}",
+            "finish_reason": "stop" if stop else "length",
+            "stop_reason": stop[0] if stop else None,
+        }
         if self.id_mode == "token_ids":
             choice["token_ids"] = ids
             choice["logprobs"] = {"tokens": [f"token_id:{t}" for t in ids]}
@@ -95,12 +100,20 @@ class FaultServer:
             prompt = body["prompt"]
             n_prompt = len(prompt) if isinstance(prompt, list) else len(str(prompt).split())
             n = int(body.get("n", 1))
-            return web.json_response({
-                "id": f"cmpl-{self.calls}", "object": "text_completion", "model": body.get("model"),
-                "choices": [self._choice(i, body) for i in range(n)],
-                "usage": {"prompt_tokens": n_prompt, "completion_tokens": 3 * n, "total_tokens": n_prompt + 3 * n,
-                          "prompt_tokens_details": {"cached_tokens": self.cached}},
-            })
+            return web.json_response(
+                {
+                    "id": f"cmpl-{self.calls}",
+                    "object": "text_completion",
+                    "model": body.get("model"),
+                    "choices": [self._choice(i, body) for i in range(n)],
+                    "usage": {
+                        "prompt_tokens": n_prompt,
+                        "completion_tokens": 3 * n,
+                        "total_tokens": n_prompt + 3 * n,
+                        "prompt_tokens_details": {"cached_tokens": self.cached},
+                    },
+                }
+            )
         finally:
             self.inflight -= 1
 

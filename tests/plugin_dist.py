@@ -32,10 +32,13 @@ def make_plugin(root: Path, name: str, entry: str, source: str) -> Path:
     return root
 
 
-def rebase_cli(args: list[str], plugin_dir: Path, cwd: Path, env: Optional[dict[str, str]] = None,
-               timeout: int = 300) -> subprocess.CompletedProcess:
+def rebase_cli(
+    args: list[str], plugin_dir: Path, cwd: Path, env: Optional[dict[str, str]] = None, timeout: int = 300
+) -> subprocess.CompletedProcess:
     """`python -m rebase.cli ARGS` with the plugin folder and this checkout on PYTHONPATH."""
-    full = dict(os.environ, PYTHONPATH=os.pathsep.join([str(plugin_dir), str(ROOT)]), OMP_NUM_THREADS="1",
-                **(env or {}))
-    return subprocess.run([sys.executable, "-m", "rebase.cli", *args], cwd=cwd, env=full, capture_output=True,
-                          text=True, timeout=timeout)
+    full = dict(
+        os.environ, PYTHONPATH=os.pathsep.join([str(plugin_dir), str(ROOT)]), OMP_NUM_THREADS="1", **(env or {})
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "rebase.cli", *args], cwd=cwd, env=full, capture_output=True, text=True, timeout=timeout
+    )

@@ -51,8 +51,15 @@ class PromptGen(FakeGenerator):
         answer = ("7" if profile == 0 else "7" if u < 0.7 else "8") if profile < 2 else rng.choice("789")
         text = "I think so." if rng.random() < 0.1 else f"The answer is {answer}."
         n = rng.randint(3, 9)
-        return Completion(text=text, token_ids=[100] * n, finish_reason="stop", prompt_tokens=len(req.prompt_token_ids),
-                          cached_tokens=0, generated_tokens=n, stop_reason="\n")
+        return Completion(
+            text=text,
+            token_ids=[100] * n,
+            finish_reason="stop",
+            prompt_tokens=len(req.prompt_token_ids),
+            cached_tokens=0,
+            generated_tokens=n,
+            stop_reason="\n",
+        )
 
 
 def run(name, n_problems=12, budget=32, batch=None, seed=0, **params):
@@ -63,7 +70,7 @@ def run(name, n_problems=12, budget=32, batch=None, seed=0, **params):
     batch = batch or n_problems
     out = []
     for i in range(0, n_problems, batch):
-        out += strat.search(probs[i:i + batch], budget, ctx)
+        out += strat.search(probs[i : i + batch], budget, ctx)
     return out, gen, prm, ctx
 
 
@@ -140,8 +147,15 @@ def test_ledger_charges_exactly_what_was_spent(name):
 @pytest.mark.parametrize("name", ["adaptive_majority", "adaptive_weighted_majority"])
 def test_same_results_whatever_the_batching(name):
     def digest(results):
-        return [(r.problem_id, [(c.answer, c.generated_tokens, c.step_scores) for c in r.candidates],
-                 r.info["record"], r.ledger.summary()) for r in results]
+        return [
+            (
+                r.problem_id,
+                [(c.answer, c.generated_tokens, c.step_scores) for c in r.candidates],
+                r.info["record"],
+                r.ledger.summary(),
+            )
+            for r in results
+        ]
 
     whole = digest(run(name, budget=32)[0])
     assert digest(run(name, budget=32, batch=1)[0]) == whole
@@ -158,8 +172,9 @@ def test_nested_budgets_are_exactly_the_smaller_runs(name):
         small, *_ = run(name, budget=small_budget)
         for s, big in zip(small, large):
             cut = strat.at_budget(big, small_budget)
-            assert [(c.answer, c.generated_tokens, c.step_scores) for c in cut.candidates] == \
-                [(c.answer, c.generated_tokens, c.step_scores) for c in s.candidates]
+            assert [(c.answer, c.generated_tokens, c.step_scores) for c in cut.candidates] == [
+                (c.answer, c.generated_tokens, c.step_scores) for c in s.candidates
+            ]
             assert cut.info["record"] == s.info["record"]
             assert cut.ledger.summary() == s.ledger.summary()
             assert [n.to_json() for n in cut.nodes] == [n.to_json() for n in s.nodes]

@@ -26,8 +26,10 @@ def config(batch: int, majority_budgets=(4, 16)) -> dict:
         "models": [{"name": "arith-m", "path": f"{DEMO}/arith-m"}],
         "prm": {"family": "step_tag", "path": f"{DEMO}/arith-prm", "tag": " ки", "good": "+", "bad": "-"},
         "dataset": {"name": "arith", "size": 12, "seed": 0},
-        "strategies": [{"name": "adaptive_majority", "budgets": list(majority_budgets), "wave": 4},
-                       {"name": "adaptive_weighted_majority", "budgets": [16], "wave": 4, "reduction": "min"}],
+        "strategies": [
+            {"name": "adaptive_majority", "budgets": list(majority_budgets), "wave": 4},
+            {"name": "adaptive_weighted_majority", "budgets": [16], "wave": 4, "reduction": "min"},
+        ],
         "sampling": {"temperature": 0.7, "max_step_tokens": 24, "max_tokens": 128, "max_depth": 10},
         "batch_problems": batch,
     }
@@ -70,8 +72,10 @@ def test_adaptive_run_on_the_demo_policy(tmp_path):
     assert max(used16) == 16, "every problem was decided early (the maximum was never tested)"
 
     # the ledger is what was generated: the saved tree holds every sample's tokens
-    for label, strategy, budget in (("adaptive_majority-b16-s0", "adaptive_majority", 16),
-                                    ("adaptive_weighted_majority-b16-s0", "adaptive_weighted_majority", 16)):
+    for label, strategy, budget in (
+        ("adaptive_majority-b16-s0", "adaptive_majority", 16),
+        ("adaptive_weighted_majority-b16-s0", "adaptive_weighted_majority", 16),
+    ):
         for pid, nodes in tree(tmp_path, "a", label).items():
             r = recs[(strategy, budget, pid)]
             samples = [n for n in nodes if n["depth"] == 1]
@@ -86,8 +90,10 @@ def test_adaptive_run_on_the_demo_policy(tmp_path):
     assert (tmp_path / "b" / "trees" / "arith-m" / "adaptive_majority-b4-s0.jsonl").exists()
 
     def strip(rs):
-        return {k: {f: round(v, 4) if f == "leader_probability" else v for f, v in r.items() if f != "wall_s"}
-                for k, r in rs.items()}
+        return {
+            k: {f: round(v, 4) if f == "leader_probability" else v for f, v in r.items() if f != "wall_s"}
+            for k, r in rs.items()
+        }
 
     assert strip(again) == strip({k: r for k, r in recs.items() if k in again})
     assert len(again) == 12 * 2

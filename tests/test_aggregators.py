@@ -9,7 +9,9 @@ from strategies.aggregators import aggregate, reduce_scores, vote_totals
 
 
 def c(ans, scores, truncated=False):
-    return Candidate(steps=["s"] * len(scores), answer=ans, step_scores=scores, truncated=truncated, finished=not truncated)
+    return Candidate(
+        steps=["s"] * len(scores), answer=ans, step_scores=scores, truncated=truncated, finished=not truncated
+    )
 
 
 def test_reductions():
@@ -58,8 +60,14 @@ def test_math_equivalent_spellings_vote_together():
 
 
 def test_winner_is_the_most_frequent_spelling_in_the_winning_group():
-    cands = [c("\\frac43", [0.5]), c("\\frac{4}{3}", [0.5]), c("\\dfrac{4}{3}", [0.5]), c("\\frac{4}{3}", [0.5]),
-             c("\\frac{3}{2}", [0.6]), c("1.5", [0.6])]
+    cands = [
+        c("\\frac43", [0.5]),
+        c("\\frac{4}{3}", [0.5]),
+        c("\\dfrac{4}{3}", [0.5]),
+        c("\\frac{4}{3}", [0.5]),
+        c("\\frac{3}{2}", [0.6]),
+        c("1.5", [0.6]),
+    ]
     assert aggregate("majority", cands, dataset="math500") == "\\frac{4}{3}"
     assert aggregate("weighted_majority", cands, dataset="math500") == "\\frac{4}{3}"  # 2.0 vs 1.2
     assert aggregate("best_of_n", cands, dataset="math500") == "\\frac{3}{2}"  # first of the 0.6 group
@@ -68,8 +76,15 @@ def test_winner_is_the_most_frequent_spelling_in_the_winning_group():
 
 
 def test_gsm8k_number_formats_vote_together():
-    cands = [c("1,000", [0.4]), c("1000", [0.4]), c("1000.00", [0.4]), c("$1,000", [0.4]), c("999", [0.5]),
-             c("999", [0.5]), c("998", [0.9])]
+    cands = [
+        c("1,000", [0.4]),
+        c("1000", [0.4]),
+        c("1000.00", [0.4]),
+        c("$1,000", [0.4]),
+        c("999", [0.5]),
+        c("999", [0.5]),
+        c("998", [0.9]),
+    ]
     assert aggregate("majority", cands) == "999"  # raw strings split the four 1000s
     assert aggregate("majority", cands, dataset="gsm8k") == "1,000"
     assert aggregate("weighted_majority", cands, dataset="gsm8k") == "1,000"  # 1.6 > 1.0 > 0.9
@@ -103,8 +118,9 @@ def test_sample_reuse_pool_votes_on_equivalent_answers():
     cands = [c("1,000", [0.4]), c("1000", [0.4]), c("1000.0", [0.4]), c("7", [0.5]), c("7", [0.5])]
     samples = [{"prompt_tokens": 5, "cached_tokens": 0, "generated_tokens": 3, "prm_tokens": 0, "prm_head_rows": 0}] * 5
     res = SearchResult("p", cands, Ledger(), nodes=[], info={"samples": samples})
-    got = derive(res, 5, "majority", "last", False, lambda a: a == "1000", FakeGenerator(), None, (0, "p"),
-                 dataset="gsm8k")
+    got = derive(
+        res, 5, "majority", "last", False, lambda a: a == "1000", FakeGenerator(), None, (0, "p"), dataset="gsm8k"
+    )
     assert got["answer"] == "1,000" and got["correct"] == 0.0  # the grade sees the winning spelling
     raw = derive(res, 5, "majority", "last", False, lambda a: a == "7", FakeGenerator(), None, (0, "p"))
     assert raw["answer"] == "7"

@@ -71,7 +71,7 @@ def test_check_steps_marks_first_slip_and_all_after():
     steps = reference_solution(p)
     for k in range(len(steps) - 1):
         a, rest = steps[k].split(" = ")
-        slipped = steps[:k] + [f"{a} = {int(rest) + 1}"] + steps[k + 1:]
+        slipped = steps[:k] + [f"{a} = {int(rest) + 1}"] + steps[k + 1 :]
         assert check_steps(p.question, slipped) == [True] * k + [False] * (len(steps) - k)
 
 

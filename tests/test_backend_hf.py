@@ -20,25 +20,50 @@ from rebase.model_config import TransformersModel
 from rebase.errors import BadInput
 from rebase.types import GenerationRequest as Req
 
-PROMPTS = ["Natalia sold clips to 48 of her friends in April", "Start with 17. Add 25.",
-           "James writes a 3-page letter to 2 different friends twice a week. How many pages"]
+PROMPTS = [
+    "Natalia sold clips to 48 of her friends in April",
+    "Start with 17. Add 25.",
+    "James writes a 3-page letter to 2 different friends twice a week. How many pages",
+]
 
 
-def build_sampler_model(out: Path, tok_dir: Path, arch: str, seed: int = 0, hidden: int = 128, layers: int = 2,
-                        head_scale: float = 12.0, attn_scale: float = 4.0, eos: int | None = None) -> Path:
+def build_sampler_model(
+    out: Path,
+    tok_dir: Path,
+    arch: str,
+    seed: int = 0,
+    hidden: int = 128,
+    layers: int = 2,
+    head_scale: float = 12.0,
+    attn_scale: float = 4.0,
+    eos: int | None = None,
+) -> Path:
     """A seeded random causal LM with an untied output head scaled by `head_scale` and query/key
     projections scaled by `attn_scale` (sharp attention, so wrong positions or masks show)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2Config, LlamaConfig, MistralConfig, Qwen2Config
 
     tok = AutoTokenizer.from_pretrained(tok_dir)
-    common = dict(vocab_size=len(tok), bos_token_id=tok.bos_token_id, pad_token_id=tok.pad_token_id,
-                  eos_token_id=tok.eos_token_id if eos is None else eos, tie_word_embeddings=False)
+    common = dict(
+        vocab_size=len(tok),
+        bos_token_id=tok.bos_token_id,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id if eos is None else eos,
+        tie_word_embeddings=False,
+    )
     if arch == "gpt2":
         cfg = GPT2Config(n_embd=hidden, n_layer=layers, n_head=2, n_positions=1024, **common)
     else:
         Cfg = {"llama": LlamaConfig, "qwen2": Qwen2Config, "mistral": MistralConfig}[arch]
-        cfg = Cfg(hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers, num_attention_heads=2,
-                  num_key_value_heads=1, head_dim=hidden // 2, max_position_embeddings=2048, **common)
+        cfg = Cfg(
+            hidden_size=hidden,
+            intermediate_size=2 * hidden,
+            num_hidden_layers=layers,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+            head_dim=hidden // 2,
+            max_position_embeddings=2048,
+            **common,
+        )
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(cfg)
     with torch.no_grad():
@@ -55,8 +80,10 @@ def build_sampler_model(out: Path, tok_dir: Path, arch: str, seed: int = 0, hidd
 @pytest.fixture(scope="module")
 def zoo(tiny_dir, tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("hf_backend")
-    return {arch: build_sampler_model(root / arch, tiny_dir / "tok", arch, seed=i)
-            for i, arch in enumerate(["llama", "qwen2", "mistral", "gpt2"])}
+    return {
+        arch: build_sampler_model(root / arch, tiny_dir / "tok", arch, seed=i)
+        for i, arch in enumerate(["llama", "qwen2", "mistral", "gpt2"])
+    }
 
 
 def make(path: Path, **kw):
@@ -73,9 +100,15 @@ def gen(zoo):
 def hf_greedy(g, prompt: str, n_new: int) -> list[int]:
     """Reference ids from transformers' own generate (no EOS stop: long enough output)."""
     ids = torch.tensor([g.encode(prompt)])
-    out = g.model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=n_new, do_sample=False,
-                           eos_token_id=None, pad_token_id=g.pad_id)
-    return out[0, ids.shape[1]:].tolist()
+    out = g.model.generate(
+        ids,
+        attention_mask=torch.ones_like(ids),
+        max_new_tokens=n_new,
+        do_sample=False,
+        eos_token_id=None,
+        pad_token_id=g.pad_id,
+    )
+    return out[0, ids.shape[1] :].tolist()
 
 
 def ids_of(outs) -> list[list[list[int]]]:
@@ -98,7 +131,7 @@ def test_stop_string_cuts_text_and_keeps_ids(gen, span):
     pieces = [gen.tokenizer.decode(ref[:k]) for k in range(len(ref) + 1)]
     # a stop string made of the end of token 5's text plus (span 2) the start of token 6's
     k = 6
-    stop = pieces[k][-2:] if span == 1 else pieces[k][-1] + pieces[k + 1][len(pieces[k]):][:2]
+    stop = pieces[k][-2:] if span == 1 else pieces[k][-1] + pieces[k + 1][len(pieces[k]) :][:2]
     first = next(m for m in range(1, len(ref) + 1) if stop in pieces[m])  # the id that completes it
     out = gen.generate([Req(prompt=PROMPTS[0], temperature=0, max_tokens=24, stop=("@@never", stop))])[0][0]
     assert out.finish_reason == "stop" and out.stop_reason == stop
@@ -213,13 +246,15 @@ def grow_tree(g, temperature: float):
     prompts = [g.encode(PROMPTS[0]), g.encode(PROMPTS[2])]
     rounds = []
     for depth in range(3):
-        reqs = [Req(prompt_token_ids=p, n=2, temperature=temperature, max_tokens=5 + depth, seed=depth * 10 + i)
-                for i, p in enumerate(prompts)]
+        reqs = [
+            Req(prompt_token_ids=p, n=2, temperature=temperature, max_tokens=5 + depth, seed=depth * 10 + i)
+            for i, p in enumerate(prompts)
+        ]
         if depth == 2:  # a fresh prompt beside the children: rows with and without a cache hit
             reqs.append(Req(prompt=PROMPTS[1], temperature=temperature, max_tokens=7, seed=99))
         outs = g.generate(reqs)
         rounds.append(outs)
-        prompts = [r.prompt_token_ids + c.token_ids for r, o in zip(reqs[:len(prompts)], outs) for c in o][:3]
+        prompts = [r.prompt_token_ids + c.token_ids for r, o in zip(reqs[: len(prompts)], outs) for c in o][:3]
     return rounds
 
 
@@ -243,7 +278,7 @@ def test_prefill_layout_logits_match_full_prefill(zoo):
 
     g = make(zoo["qwen2"])
     parents = g.generate([Req(prompt=p, temperature=0, max_tokens=6 + i) for i, p in enumerate(PROMPTS[:2])])
-    kids = [g.encode(p) + o[0].token_ids + [7, 8][:i + 1] for i, (p, o) in enumerate(zip(PROMPTS, parents))]
+    kids = [g.encode(p) + o[0].token_ids + [7, 8][: i + 1] for i, (p, o) in enumerate(zip(PROMPTS, parents))]
     prompts = kids + [g.encode(PROMPTS[2])]
     groups = [Group(i, p, [0], 4, 0.0, 1.0, 0, (), g.prefix_cache.lookup(p)) for i, p in enumerate(prompts)]
     assert [gr.cached for gr in groups] == [len(kids[0]) - 2, len(kids[1]) - 3, 0]
@@ -294,8 +329,9 @@ def test_architectures_batched_equal_reference(zoo, arch):
     outs = g.generate([Req(prompt=p, temperature=0, max_tokens=8) for p in PROMPTS])  # left-padded batch
     assert [o[0].token_ids for o in outs] == refs
     child = g.encode(PROMPTS[0]) + outs[0][0].token_ids  # reuse path: cached prefix + a 1-token tail
-    again = g.generate([Req(prompt_token_ids=child, temperature=0, max_tokens=4),
-                        Req(prompt=PROMPTS[2], temperature=0, max_tokens=4)])
+    again = g.generate(
+        [Req(prompt_token_ids=child, temperature=0, max_tokens=4), Req(prompt=PROMPTS[2], temperature=0, max_tokens=4)]
+    )
     assert again[0][0].cached_tokens == len(child) - 1
     assert again[0][0].token_ids == hf_greedy(g, PROMPTS[0], 12)[8:]
     assert g.flop_spec.n_params == sum(p.numel() for p in g.model.parameters())
@@ -316,8 +352,11 @@ def test_chat_template_on_llama_and_plain_on_qwen2(tiny_dir):
 def test_encode_never_doubles_bos(gen, monkeypatch):
     tok = gen.tokenizer
     bos = tok.bos_token_id
-    monkeypatch.setattr(type(tok), "__call__", lambda self, text, add_special_tokens=True:
-                        {"input_ids": [bos] + self.encode(text, add_special_tokens=False)})
+    monkeypatch.setattr(
+        type(tok),
+        "__call__",
+        lambda self, text, add_special_tokens=True: {"input_ids": [bos] + self.encode(text, add_special_tokens=False)},
+    )
     assert gen.encode("<s>hi")[:2] != [bos, bos] and gen.encode("<s>hi")[0] == bos
     assert gen.encode("hi")[0] == bos
 
@@ -350,15 +389,20 @@ def smollm():
     d = Path(list(spec.submodule_search_locations)[0])
     from rebase.backends.hf import TransformersGenerator
 
-    return TransformersGenerator(TransformersModel(name="smollm2", path=str(d), gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
-                                             device="cpu"))
+    return TransformersGenerator(
+        TransformersModel(name="smollm2", path=str(d), gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf", device="cpu")
+    )
 
 
 @pytest.mark.slow
 def test_gguf_smollm2_generates(smollm):
     prompt = smollm.render_chat("What is 2+3?") or "Question: What is 2+3?\nAnswer:"
-    out = smollm.generate([Req(prompt=prompt, temperature=0, max_tokens=24, stop=("\n\n",)),
-                           Req(prompt=prompt, n=2, temperature=0.7, max_tokens=6, seed=3)])
+    out = smollm.generate(
+        [
+            Req(prompt=prompt, temperature=0, max_tokens=24, stop=("\n\n",)),
+            Req(prompt=prompt, n=2, temperature=0.7, max_tokens=6, seed=3),
+        ]
+    )
     assert out[0][0].token_ids == hf_greedy(smollm, prompt, len(out[0][0].token_ids))
     assert "5" in out[0][0].text or "five" in out[0][0].text.lower()
     assert smollm.flop_spec.n_params > 100e6 and [c.cached_tokens > 0 for c in out[1]] == [False, True]

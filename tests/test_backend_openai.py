@@ -35,9 +35,18 @@ FAST = RetryPolicy(max_retries=3, base_delay_s=0.001, max_delay_s=0.01, seed=0)
 
 
 def _gen(url, max_retries=3, timeout_s=5.0, max_concurrency=16, path="served-model", **kw):
-    cfg = OpenAIModel(name="remote", path=path, backend="openai", base_url=url, api_key_env="REBASE_TEST_KEY",
-                      max_retries=max_retries, timeout_s=timeout_s, max_concurrency=max_concurrency,
-                      params=kw.pop("params", 7_000_000_000), **kw)
+    cfg = OpenAIModel(
+        name="remote",
+        path=path,
+        backend="openai",
+        base_url=url,
+        api_key_env="REBASE_TEST_KEY",
+        max_retries=max_retries,
+        timeout_s=timeout_s,
+        max_concurrency=max_concurrency,
+        params=kw.pop("params", 7_000_000_000),
+        **kw,
+    )
     return OpenAIGenerator(cfg, retry=RetryPolicy(max_retries, 0.001, 2.0, 0.01, seed=0))
 
 
@@ -50,7 +59,7 @@ def test_faults_are_retried_then_succeed(caplog):
     with FaultServer(script=["500", "429", "sleep:2", "drop"], cached=2) as srv:
         gen = _gen(srv.base_url, max_retries=4, timeout_s=0.5)
         with caplog.at_level(logging.DEBUG):
-            (c,), = gen.generate([GenerationRequest(prompt="one two three", max_tokens=3, stop=("\n",), seed=4)])
+            ((c,),) = gen.generate([GenerationRequest(prompt="one two three", max_tokens=3, stop=("\n",), seed=4)])
         gen.close()
     assert srv.calls == 5  # 4 faults, then the answer
     assert (c.text, c.token_ids, c.finish_reason, c.stop_reason) == ("t0", [100, 101, 102], "stop", "\n")
@@ -107,8 +116,10 @@ def test_missing_key_variable_is_bad_input(monkeypatch):
 def test_concurrency_limit_and_per_sample_calls():
     with FaultServer(ok_delay_s=0.05, cached=5) as srv:
         gen = _gen(srv.base_url, max_concurrency=3)
-        reqs = [GenerationRequest(prompt_token_ids=list(range(10 + i)), n=2, temperature=1.0, max_tokens=3, seed=10 * i)
-                for i in range(5)] + [GenerationRequest(prompt="greedy twice", n=3, temperature=0.0, max_tokens=3)]
+        reqs = [
+            GenerationRequest(prompt_token_ids=list(range(10 + i)), n=2, temperature=1.0, max_tokens=3, seed=10 * i)
+            for i in range(5)
+        ] + [GenerationRequest(prompt="greedy twice", n=3, temperature=0.0, max_tokens=3)]
         outs = gen.generate(reqs)
         gen.close()
     assert srv.max_inflight == 3  # never more, and the bound was reached
@@ -127,7 +138,7 @@ def test_concurrency_limit_and_per_sample_calls():
 def test_token_id_fallbacks(mode, ids):
     with FaultServer(id_mode=mode) as srv:
         gen = _gen(srv.base_url)
-        (c,), = gen.generate([GenerationRequest(prompt="a b", max_tokens=3)])
+        ((c,),) = gen.generate([GenerationRequest(prompt="a b", max_tokens=3)])
         gen.close()
     assert (c.token_ids, c.generated_tokens, c.finish_reason) == (ids, 3, "length")
 
@@ -178,12 +189,38 @@ def vllm_server(served_model_dir, tmp_path_factory):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     log_path = tmp_path_factory.mktemp("vllm_serve") / "serve.log"
-    env = dict(os.environ, VLLM_HOST_IP="127.0.0.1", VLLM_CPU_OMP_THREADS_BIND="nobind", OMP_NUM_THREADS="1",
-               HF_HUB_OFFLINE="1", VLLM_API_KEY=KEY)
-    cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(served_model_dir),
-           "--host", "127.0.0.1", "--port", str(port), "--block-size", "32", "--enable-prefix-caching",
-           "--enable-prompt-tokens-details", "--dtype", "float32", "--max-model-len", "1024",
-           "--kv-cache-memory-bytes", str(128 * 1024**2), "--enforce-eager", "--seed", "0"]
+    env = dict(
+        os.environ,
+        VLLM_HOST_IP="127.0.0.1",
+        VLLM_CPU_OMP_THREADS_BIND="nobind",
+        OMP_NUM_THREADS="1",
+        HF_HUB_OFFLINE="1",
+        VLLM_API_KEY=KEY,
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        str(served_model_dir),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--block-size",
+        "32",
+        "--enable-prefix-caching",
+        "--enable-prompt-tokens-details",
+        "--dtype",
+        "float32",
+        "--max-model-len",
+        "1024",
+        "--kv-cache-memory-bytes",
+        str(128 * 1024**2),
+        "--enforce-eager",
+        "--seed",
+        "0",
+    ]
     with open(log_path, "w") as log:
         proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     import httpx
@@ -233,9 +270,14 @@ def test_served_samples_seeds_and_counts(served):
         assert c.prompt_tokens == n_prompt
         # the server drops special tokens from text and holds back an unfinished UTF-8 byte
         assert c.text == tok.decode(c.token_ids, skip_special_tokens=True).rstrip("\ufffd")
-    (s,), (e,) = served.generate([
-        GenerationRequest(prompt="The answer is", temperature=0.0, max_tokens=12, stop=("s i",)),
-        GenerationRequest(prompt_token_ids=served.encode("Hello") + [tok.eos_token_id], temperature=0.0, max_tokens=5)])
+    (s,), (e,) = served.generate(
+        [
+            GenerationRequest(prompt="The answer is", temperature=0.0, max_tokens=12, stop=("s i",)),
+            GenerationRequest(
+                prompt_token_ids=served.encode("Hello") + [tok.eos_token_id], temperature=0.0, max_tokens=5
+            ),
+        ]
+    )
     assert (s.text, s.finish_reason, s.stop_reason, tok.decode(s.token_ids)) == (" i", "stop", "s i", " is is")
     assert (e.finish_reason, e.token_ids, e.text) == ("eos", [tok.eos_token_id], "")
 
@@ -246,7 +288,7 @@ def test_served_prefix_cache_and_remote_tokenize(served):
     fresh = served.generate([GenerationRequest(prompt_token_ids=parent, n=3, temperature=1.0, max_tokens=4, seed=0)])[0]
     assert [c.cached_tokens for c in fresh] == [0, len(parent), len(parent)]  # a fresh prompt is paid once
     child = parent + fresh[0].token_ids + served.encode(" Next")
-    (c,), = served.generate([GenerationRequest(prompt_token_ids=child, temperature=0.0, max_tokens=3)])
+    ((c,),) = served.generate([GenerationRequest(prompt_token_ids=child, temperature=0.0, max_tokens=3)])
     assert c.prompt_tokens == len(child) and 32 <= c.cached_tokens <= len(parent) + 4 and c.cached_tokens % 32 == 0
     local = served.encode("The answer is")
     tok, served._tokenizer = served._tokenizer, None

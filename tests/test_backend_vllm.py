@@ -26,8 +26,7 @@ from rebase.types import GenerationRequest
 # small KV cache (the machine is shared), no torch.compile warm-up, in-process engine core
 ENGINE_ARGS = {"kv_cache_memory_bytes": 128 * 1024**2, "max_model_len": 1024, "enforce_eager": True}
 EMBED_STD = 0.057
-ENGINE_ENV = {"VLLM_HOST_IP": "127.0.0.1", "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
-              "VLLM_CPU_OMP_THREADS_BIND": "nobind"}
+ENGINE_ENV = {"VLLM_HOST_IP": "127.0.0.1", "VLLM_ENABLE_V1_MULTIPROCESSING": "0", "VLLM_CPU_OMP_THREADS_BIND": "nobind"}
 
 
 def _param_count(model_dir) -> int:
@@ -61,8 +60,11 @@ def rescaled_copy(src, out):
     weights = load_file(out / "model.safetensors")
     emb = weights["model.embed_tokens.weight"].float()
     weights["model.embed_tokens.weight"] = emb * (EMBED_STD / emb.std())
-    save_file({k: v.contiguous().to(torch.float32) for k, v in weights.items()}, out / "model.safetensors",
-              metadata={"format": "pt"})
+    save_file(
+        {k: v.contiguous().to(torch.float32) for k, v in weights.items()},
+        out / "model.safetensors",
+        metadata={"format": "pt"},
+    )
     return out
 
 
@@ -79,8 +81,11 @@ def vllm_gen(vllm_model_dir):
     with pytest.MonkeyPatch.context() as mp:
         for k, v in ENGINE_ENV.items():
             mp.setenv(k, v)
-        gen = VLLMGenerator(VLLMModel(name="tiny-vllm", path=str(vllm_model_dir), backend="vllm",
-                                        dtype="float32", engine_args=ENGINE_ARGS))
+        gen = VLLMGenerator(
+            VLLMModel(
+                name="tiny-vllm", path=str(vllm_model_dir), backend="vllm", dtype="float32", engine_args=ENGINE_ARGS
+            )
+        )
     yield gen
     gen.close()
 
@@ -98,9 +103,11 @@ def _check_counts(gen, req, samples):
 
 @pytest.mark.slow
 def test_n_samples_counts_and_greedy_n(vllm_gen):
-    reqs = [GenerationRequest(prompt="Janet has 3 apples", n=6, temperature=1.0, max_tokens=6, seed=11),
-            GenerationRequest(prompt="Start with 17", n=3, temperature=0.0, max_tokens=4),
-            GenerationRequest(prompt_token_ids=vllm_gen.encode("Add 25"), n=1, temperature=1.0, max_tokens=3, seed=2)]
+    reqs = [
+        GenerationRequest(prompt="Janet has 3 apples", n=6, temperature=1.0, max_tokens=6, seed=11),
+        GenerationRequest(prompt="Start with 17", n=3, temperature=0.0, max_tokens=4),
+        GenerationRequest(prompt_token_ids=vllm_gen.encode("Add 25"), n=1, temperature=1.0, max_tokens=3, seed=2),
+    ]
     outs = vllm_gen.generate(reqs)
     assert len(outs) == 3
     for req, samples in zip(reqs, outs):
@@ -118,7 +125,9 @@ def test_seeded_reproducible_whatever_the_batch(vllm_gen):
     again = vllm_gen.generate([other, a])[1]
     assert [c.token_ids for c in first] == [c.token_ids for c in again]
     assert [c.text for c in first] == [c.text for c in again]
-    reseeded = vllm_gen.generate([GenerationRequest(prompt="The answer is", n=4, temperature=1.0, max_tokens=8, seed=6)])[0]
+    reseeded = vllm_gen.generate(
+        [GenerationRequest(prompt="The answer is", n=4, temperature=1.0, max_tokens=8, seed=6)]
+    )[0]
     # seed 6 = sample i+1 of seed 5 (vLLM's seed + index rule); a different seed changes the set
     assert reseeded[0].token_ids == first[1].token_ids
     assert [c.token_ids for c in reseeded] != [c.token_ids for c in first]
@@ -129,9 +138,11 @@ def test_stop_string_contract(vllm_gen):
     """The greedy path repeats " is": the text is cut before the first match of the stop string,
     token_ids keep the token that completed it, and the ids before that token contain no match."""
     tok = vllm_gen._tokenizer
-    reqs = [GenerationRequest(prompt="The answer is", temperature=0.0, max_tokens=12, stop=("s i",)),
-            GenerationRequest(prompt="The answer is", temperature=0.0, max_tokens=12, stop=("zzz", "is is")),
-            GenerationRequest(prompt="The answer is", temperature=0.0, max_tokens=5, stop=("never",))]
+    reqs = [
+        GenerationRequest(prompt="The answer is", temperature=0.0, max_tokens=12, stop=("s i",)),
+        GenerationRequest(prompt="The answer is", temperature=0.0, max_tokens=12, stop=("zzz", "is is")),
+        GenerationRequest(prompt="The answer is", temperature=0.0, max_tokens=5, stop=("never",)),
+    ]
     (a,), (b,), (c,) = vllm_gen.generate(reqs)
     assert (a.text, a.finish_reason, a.stop_reason) == (" i", "stop", "s i")
     assert (b.text, b.finish_reason, b.stop_reason) == (" ", "stop", "is is")
@@ -147,8 +158,12 @@ def test_stop_string_contract(vllm_gen):
 def test_eos_and_length(vllm_gen):
     eos = vllm_gen._tokenizer.eos_token_id
     ids = vllm_gen.encode("Hello") + [eos]  # the greedy path repeats the last token: EOS next
-    (e,), (n,) = vllm_gen.generate([GenerationRequest(prompt_token_ids=ids, temperature=0.0, max_tokens=10),
-                                    GenerationRequest(prompt="Hello", temperature=0.0, max_tokens=7)])
+    (e,), (n,) = vllm_gen.generate(
+        [
+            GenerationRequest(prompt_token_ids=ids, temperature=0.0, max_tokens=10),
+            GenerationRequest(prompt="Hello", temperature=0.0, max_tokens=7),
+        ]
+    )
     assert (e.finish_reason, e.stop_reason, e.token_ids, e.text, e.generated_tokens) == ("eos", None, [eos], "", 1)
     assert (n.finish_reason, n.generated_tokens) == ("length", 7)
 
@@ -157,13 +172,15 @@ def test_eos_and_length(vllm_gen):
 def test_prefix_cache_reported_for_extended_prompt(vllm_gen):
     parent = vllm_gen.encode("Start with 41. Multiply by 3. Subtract 8. " * 6)
     assert len(parent) >= 64  # at least two 32-token blocks
-    fresh = vllm_gen.generate([GenerationRequest(prompt_token_ids=parent, n=3, temperature=1.0, max_tokens=8, seed=0)])[0]
+    fresh = vllm_gen.generate([GenerationRequest(prompt_token_ids=parent, n=3, temperature=1.0, max_tokens=8, seed=0)])[
+        0
+    ]
     # nothing of this prompt was seen before: sample 0 pays it (vLLM's own n > 1 would report a
     # sibling's hit here), the siblings share it
     assert [c.cached_tokens for c in fresh] == [0, len(parent), len(parent)]
     p = fresh[0]
     child = parent + p.token_ids + vllm_gen.encode(" Next")
-    (c,), = vllm_gen.generate([GenerationRequest(prompt_token_ids=child, temperature=0.0, max_tokens=4)])
+    ((c,),) = vllm_gen.generate([GenerationRequest(prompt_token_ids=child, temperature=0.0, max_tokens=4)])
     assert c.prompt_tokens == len(child)
     assert 32 <= c.cached_tokens <= len(parent) + len(p.token_ids)
     assert c.cached_tokens % 32 == 0  # whole KV blocks
@@ -195,14 +212,19 @@ def test_same_config_runs_on_vllm_and_transformers(vllm_gen, vllm_model_dir, tin
     from eval.worker import Worker
     from rebase.config import RunConfig
 
-    cfg = RunConfig.model_validate({
-        "models": [{"name": "tiny", "path": str(vllm_model_dir)}],
-        "prm": {"family": "step_tag", "path": str(tiny_dir / "prm_llama"), "tag": " ки", "good": "+", "bad": "-"},
-        "dataset": {"name": "gsm8k", "path": str(data_dir / "gsm8k" / "test.jsonl"), "limit": 3},
-        "strategies": [{"name": "greedy", "budgets": [1]}, {"name": "weighted_majority", "budgets": [4]},
-                       {"name": "rebase", "budgets": [4]}],
-        "sampling": {"max_tokens": 48, "max_step_tokens": 12, "max_depth": 4},
-    })
+    cfg = RunConfig.model_validate(
+        {
+            "models": [{"name": "tiny", "path": str(vllm_model_dir)}],
+            "prm": {"family": "step_tag", "path": str(tiny_dir / "prm_llama"), "tag": " ки", "good": "+", "bad": "-"},
+            "dataset": {"name": "gsm8k", "path": str(data_dir / "gsm8k" / "test.jsonl"), "limit": 3},
+            "strategies": [
+                {"name": "greedy", "budgets": [1]},
+                {"name": "weighted_majority", "budgets": [4]},
+                {"name": "rebase", "budgets": [4]},
+            ],
+            "sampling": {"max_tokens": 48, "max_step_tokens": 12, "max_depth": 4},
+        }
+    )
     problems = load_problems(cfg.dataset)
     hf_engines = Engines(cfg)
     hf = Worker(cfg, cfg.models[0], hf_engines)

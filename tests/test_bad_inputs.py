@@ -149,8 +149,9 @@ def test_checks_are_able_to_fail(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     (out / "results.jsonl").write_text("{}\n")
-    ran = subprocess.CompletedProcess([], 0, stdout='{"records": 1}\n',
-                                      stderr="Traceback (most recent call last):\n  boom\n")
+    ran = subprocess.CompletedProcess(
+        [], 0, stdout='{"records": 1}\n', stderr="Traceback (most recent call last):\n  boom\n"
+    )
     problems = " ".join(check(case, ran, out, False, tmp_path))
     for why in ("expected 2", "2 lines", "traceback", "missing fragment", "stdout", "was created", "was written"):
         assert why in problems, why

@@ -16,7 +16,7 @@ import pytest
 
 TESTS = Path(__file__).resolve().parent
 
-SAMPLE = '''
+SAMPLE = """
 import pytest
 
 @pytest.fixture(scope="session")
@@ -36,7 +36,7 @@ def test_plain_skip():
 
 def test_passes():
     pass
-'''
+"""
 
 
 def run_sample(tmp_path: Path, ci: str | None) -> subprocess.CompletedProcess:
@@ -45,9 +45,28 @@ def run_sample(tmp_path: Path, ci: str | None) -> subprocess.CompletedProcess:
     env["PYTHONPATH"] = str(TESTS)
     if ci is not None:
         env["CI"] = ci
-    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "ci_skips", "-p", "no:cacheprovider",
-                           "--rootdir", str(tmp_path), "-c", os.devnull, str(tmp_path / "test_sample.py")],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "ci_skips",
+            "-p",
+            "no:cacheprovider",
+            "--rootdir",
+            str(tmp_path),
+            "-c",
+            os.devnull,
+            str(tmp_path / "test_sample.py"),
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_skips_fail_under_ci(tmp_path):
@@ -72,10 +91,18 @@ def test_real_tests_carry_the_markers():
     env = dict(os.environ, PYTHONPATH=str(TESTS.parent))
     env.pop("CI", None)
     counts = {}
-    for mark, files in {"real_engine": ["test_backend_vllm.py", "test_prm_vllm.py", "test_config_limits.py"],
-                        "real_server": ["test_backend_openai.py"], "browser": ["test_report.py"]}.items():
-        proc = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-m", mark,
-                               *[str(TESTS / f) for f in files]], cwd=TESTS.parent, env=env,
-                              capture_output=True, text=True, timeout=300)
+    for mark, files in {
+        "real_engine": ["test_backend_vllm.py", "test_prm_vllm.py", "test_config_limits.py"],
+        "real_server": ["test_backend_openai.py"],
+        "browser": ["test_report.py"],
+    }.items():
+        proc = subprocess.run(
+            [sys.executable, "-m", "pytest", "--collect-only", "-q", "-m", mark, *[str(TESTS / f) for f in files]],
+            cwd=TESTS.parent,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         counts[mark] = sum("::" in line for line in proc.stdout.splitlines())
     assert counts["real_engine"] >= 5 and counts["real_server"] >= 2 and counts["browser"] == 1, counts

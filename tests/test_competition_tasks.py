@@ -45,13 +45,16 @@ def test_amc2023_keeps_only_2023_rows(data_dir):
     assert load_problems(cfg("amc2023", data_dir / "amc2023/test.jsonl", limit=2)) == probs[:2]
 
 
-@pytest.mark.parametrize("name, row, words", [
-    ("aime2024", {"id": 1, "problem": "p", "answer": "1/2"}, "not an integer 0-999"),
-    ("aime2024", {"id": 1, "problem": "p", "answer": "1000"}, "not an integer 0-999"),
-    ("aime2025", {"answer": "5"}, "missing required field 'question'"),
-    ("amc2023", {"id": 1, "problem": "p", "answer": 2.5, "url": "x/2023_AMC_12B"}, "not an integer"),
-    ("amc2023", {"id": 1, "problem": "p", "answer": 3.0, "url": "x/2022_AMC_12B"}, "no row's url names AMC 2023"),
-])
+@pytest.mark.parametrize(
+    "name, row, words",
+    [
+        ("aime2024", {"id": 1, "problem": "p", "answer": "1/2"}, "not an integer 0-999"),
+        ("aime2024", {"id": 1, "problem": "p", "answer": "1000"}, "not an integer 0-999"),
+        ("aime2025", {"answer": "5"}, "missing required field 'question'"),
+        ("amc2023", {"id": 1, "problem": "p", "answer": 2.5, "url": "x/2023_AMC_12B"}, "not an integer"),
+        ("amc2023", {"id": 1, "problem": "p", "answer": 3.0, "url": "x/2022_AMC_12B"}, "no row's url names AMC 2023"),
+    ],
+)
 def test_bad_rows_name_the_file(tmp_path, name, row, words):
     p = tmp_path / "bad.jsonl"
     p.write_text(json.dumps(row) + "\n", encoding="utf-8")
@@ -83,8 +86,12 @@ def test_graded_like_math(name):
 
 
 def test_config_accepts_the_new_names_and_plain_style(data_dir):
-    run = RunConfig.model_validate({"models": [{"name": "m", "path": "x"}],
-                                    "dataset": {"name": "aime2025", "path": str(data_dir / "aime2025/test.jsonl")},
-                                    "strategies": [{"name": "majority", "budgets": [2]}],
-                                    "prompt": {"style": "plain"}})
+    run = RunConfig.model_validate(
+        {
+            "models": [{"name": "m", "path": "x"}],
+            "dataset": {"name": "aime2025", "path": str(data_dir / "aime2025/test.jsonl")},
+            "strategies": [{"name": "majority", "budgets": [2]}],
+            "prompt": {"style": "plain"},
+        }
+    )
     assert PromptFormat.from_config(run.dataset.name, run.prompt).style == "plain"

@@ -43,18 +43,30 @@ def records(with_levels=True):
             if cfg == D and i % 2:
                 continue
             for seed in (0, 1):
-                rows.append(dict(zip(("model", "strategy", "aggregator", "budget"), cfg), dataset="synth",
-                                 problem_id=f"q{i}", seed=seed, correct=float(solves(cfg, i)),
-                                 level=(1 if i < 20 else 2) if with_levels else None,
-                                 flops_paper=cost, flops_policy=cost, flops_total=cost * 1.5,
-                                 model_params=1e6 if cfg[0] == "m-small" else 1e7, policy_generated_tokens=10.0,
-                                 prm_tokens=0.0, wall_s=0.1, error=None))
+                rows.append(
+                    dict(
+                        zip(("model", "strategy", "aggregator", "budget"), cfg),
+                        dataset="synth",
+                        problem_id=f"q{i}",
+                        seed=seed,
+                        correct=float(solves(cfg, i)),
+                        level=(1 if i < 20 else 2) if with_levels else None,
+                        flops_paper=cost,
+                        flops_policy=cost,
+                        flops_total=cost * 1.5,
+                        model_params=1e6 if cfg[0] == "m-small" else 1e7,
+                        policy_generated_tokens=10.0,
+                        prm_tokens=0.0,
+                        wall_s=0.1,
+                        error=None,
+                    )
+                )
     return pd.DataFrame(rows)
 
 
 def test_grid_and_fronts():
     assert np.allclose(budget_grid(np.array([1.0, 10.0])), 10 ** (np.arange(0, 5) / 4))
-    assert np.allclose(budget_grid(np.array([2.0, 3.0])), [10 ** 0.5])
+    assert np.allclose(budget_grid(np.array([2.0, 3.0])), [10**0.5])
     pts = [(1, 0.5, "a"), (4, 0.5, "c"), (10, 1.0, "b"), (2, 0.2, "x")]
     assert [p[2] for p in pareto_front(pts)] == ["a", "b"]
 
@@ -83,7 +95,10 @@ def test_overall_level_and_allocation_tables():
     # from 10^(3/4) = 5.6 >= 5.5 on, easy problems run A and hard ones B: everything solved
     assert alloc["accuracy"].tolist() == [0.5, 0.5, 0.75, 1.0, 1.0]
     assert alloc.loc[3, "mean_flops"] == pytest.approx(5.5)
-    assert alloc.loc[3, "configuration"] == "L1: m-small/majority/majority/1; L2: m-large/weighted_majority/weighted_majority/16"
+    assert (
+        alloc.loc[3, "configuration"]
+        == "L1: m-small/majority/majority/1; L2: m-large/weighted_majority/weighted_majority/16"
+    )
     assert alloc.loc[4, "flops_ratio"] == pytest.approx(10 / 5.5)
     assert alloc.loc[0, "flops_ratio"] == pytest.approx(1.0)
     assert (alloc["flops_ratio"] >= 1 - 1e-9).all()
@@ -115,8 +130,12 @@ def test_allocation_front_is_exact_against_brute_force():
     for choice in itertools.product(cfgs, repeat=3):
         pick = dict(zip((1, 2, 3), choice))
         per = [pick[levels[p]] for p in ids]
-        brute.append((float(np.mean([cost.at[p, c] for p, c in zip(ids, per)])),
-                      float(np.mean([acc.at[p, c] for p, c in zip(ids, per)]))))
+        brute.append(
+            (
+                float(np.mean([cost.at[p, c] for p, c in zip(ids, per)])),
+                float(np.mean([acc.at[p, c] for p, c in zip(ids, per)])),
+            )
+        )
     for budget in (5, 10, 20, 30, 60):
         best_brute = max((a for c, a in brute if c <= budget), default=None)
         fit = [pt for pt in front if pt[0] <= budget]
@@ -157,16 +176,35 @@ def adaptive_records():
     rows = []
     fixed = {1: (0.40, 1.0), 4: (0.50, 4.0), 16: (0.55, 16.0), 64: (0.60, 64.0)}
     adaptive = {8: (0.50, 3.0), 16: (0.58, 5.0), 32: (0.60, 7.0), 64: (0.61, 8.0)}
-    for strategy, points, extra in (("weighted_majority", fixed, {}),
-                                    ("adaptive_weighted_majority", adaptive, {"adapts": "weighted_majority"})):
+    for strategy, points, extra in (
+        ("weighted_majority", fixed, {}),
+        ("adaptive_weighted_majority", adaptive, {"adapts": "weighted_majority"}),
+    ):
         for budget, (acc, cost) in points.items():
             for i in range(100):
-                rows.append({"model": "m", "strategy": strategy, "aggregator": "weighted_majority",
-                             "budget": budget, "dataset": "synth", "problem_id": f"q{i}", "seed": 0,
-                             "correct": float(i < round(acc * 100)), "level": 1 + i % 2, "flops_paper": cost,
-                             "flops_policy": cost, "flops_total": cost, "model_params": 1e6,
-                             "policy_generated_tokens": 1.0, "prm_tokens": 0.0, "wall_s": 0.0, "error": None,
-                             "samples_used": min(budget, cost) if extra else None, **extra})
+                rows.append(
+                    {
+                        "model": "m",
+                        "strategy": strategy,
+                        "aggregator": "weighted_majority",
+                        "budget": budget,
+                        "dataset": "synth",
+                        "problem_id": f"q{i}",
+                        "seed": 0,
+                        "correct": float(i < round(acc * 100)),
+                        "level": 1 + i % 2,
+                        "flops_paper": cost,
+                        "flops_policy": cost,
+                        "flops_total": cost,
+                        "model_params": 1e6,
+                        "policy_generated_tokens": 1.0,
+                        "prm_tokens": 0.0,
+                        "wall_s": 0.0,
+                        "error": None,
+                        "samples_used": min(budget, cost) if extra else None,
+                        **extra,
+                    }
+                )
     return pd.DataFrame(rows)
 
 
@@ -198,6 +236,8 @@ def test_report_shows_adaptive_next_to_fixed(tmp_path):
     summary = write_report(tmp_path, "total")
     info = json.loads((tmp_path / "report" / "compute_optimal.json").read_text())
     assert info["adaptive"][0]["flops_ratio"] == pytest.approx(64 / 7)
-    assert any(h.get("adaptive") == "adaptive_weighted_majority" and h["flops_ratio"] == pytest.approx(64 / 7, rel=1e-3)
-               for h in summary["compute_optimal"])
+    assert any(
+        h.get("adaptive") == "adaptive_weighted_majority" and h["flops_ratio"] == pytest.approx(64 / 7, rel=1e-3)
+        for h in summary["compute_optimal"]
+    )
     assert "Adaptive budgets vs fixed-N voting" in (tmp_path / "report" / "index.html").read_text()

@@ -24,8 +24,16 @@ def requests() -> list[Req]:
     """Stops after a few tokens for some rows, long caps for others: rows finish at different steps."""
     out = []
     for i in range(8):
-        out.append(Req(prompt=PROMPTS[i % 3] + " " * (i % 2), n=1 + i % 3, temperature=1.0 if i % 4 else 0.0,
-                       max_tokens=4 + 5 * (i % 3), stop=(" the",) if i % 2 else (), seed=100 + i))
+        out.append(
+            Req(
+                prompt=PROMPTS[i % 3] + " " * (i % 2),
+                n=1 + i % 3,
+                temperature=1.0 if i % 4 else 0.0,
+                max_tokens=4 + 5 * (i % 3),
+                stop=(" the",) if i % 2 else (),
+                seed=100 + i,
+            )
+        )
     return out
 
 
@@ -50,8 +58,10 @@ def test_queued_requests_join_a_running_batch_with_identical_tokens(llama, budge
 
 def test_refill_adds_requests_to_the_running_decode(llama):
     g = make(llama, batch_tokens=400)
-    first = [Req(prompt=PROMPTS[0], n=2, temperature=1.0, max_tokens=3, seed=1),
-             Req(prompt=PROMPTS[2], n=2, temperature=1.0, max_tokens=12, seed=2)]
+    first = [
+        Req(prompt=PROMPTS[0], n=2, temperature=1.0, max_tokens=3, seed=1),
+        Req(prompt=PROMPTS[2], n=2, temperature=1.0, max_tokens=12, seed=2),
+    ]
     children: dict[int, Req] = {}
 
     def refill(done):

@@ -73,8 +73,10 @@ def test_levels_sample_limit(data_dir):
 
 def test_arith_is_registered_lazily():
     # a fresh interpreter, so no other test can have imported rebase.tasks.arith already
-    code = ("import sys; from rebase.registry import DATASETS; DATASETS.check('arith'); "
-            "assert 'rebase.tasks.datasets' in sys.modules and 'rebase.tasks.arith' not in sys.modules")
+    code = (
+        "import sys; from rebase.registry import DATASETS; DATASETS.check('arith'); "
+        "assert 'rebase.tasks.datasets' in sys.modules and 'rebase.tasks.arith' not in sys.modules"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
 
 

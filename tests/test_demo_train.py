@@ -130,17 +130,26 @@ def _train_demo(args, tmp_path):
 
     root = Path(__file__).resolve().parents[1]
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(root))
-    return subprocess.run([sys.executable, "-m", "scripts.train_demo", *args], cwd=root, env=env,
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "scripts.train_demo", *args],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
-@pytest.mark.parametrize("args,fragment", [
-    (["--only", "arith-x"], "--only: unknown model 'arith-x'"),
-    (["--steps-scale", "0"], "--steps-scale must be > 0"),
-    (["--steps-scale", "abc"], "--steps-scale: invalid float value"),
-    (["--eval-size", "0"], "--eval-size must be >= 1"),
-    (["--no-such-flag"], "unrecognized arguments"),
-])
+@pytest.mark.parametrize(
+    "args,fragment",
+    [
+        (["--only", "arith-x"], "--only: unknown model 'arith-x'"),
+        (["--steps-scale", "0"], "--steps-scale must be > 0"),
+        (["--steps-scale", "abc"], "--steps-scale: invalid float value"),
+        (["--eval-size", "0"], "--eval-size must be >= 1"),
+        (["--no-such-flag"], "unrecognized arguments"),
+    ],
+)
 def test_train_demo_bad_arguments_exit_2_with_one_line(args, fragment, tmp_path):
     out = tmp_path / "models"
     proc = _train_demo([*args, "--out", str(out)], tmp_path)
@@ -153,11 +162,39 @@ def test_train_demo_bad_arguments_exit_2_with_one_line(args, fragment, tmp_path)
 def test_train_demo_success_exit_0_and_one_json_summary_last(tmp_path):
     import json
 
-    proc = _train_demo(["--steps-scale", "0.002", "--only", "arith-s", "--eval-size", "5",
-                        "--out", str(tmp_path / "m")], tmp_path)
+    proc = _train_demo(
+        ["--steps-scale", "0.002", "--only", "arith-s", "--eval-size", "5", "--out", str(tmp_path / "m")], tmp_path
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     lines = proc.stdout.strip().splitlines()
     summary = json.loads(lines[-1])
     assert summary["out"] == str(tmp_path / "m") and set(summary["models"]) == {"arith-s"}
     assert sum(line.lstrip().startswith("{") for line in lines) == 1  # exactly one JSON summary
     assert (tmp_path / "m" / "arith-s" / "model.safetensors").is_file()
+
+
+def test_hard_negatives_break_one_step_and_carry_on_from_it():
+    from rebase.tasks.arith import solve
+    from scripts.train_demo.hard_negatives import corrupted_rows, slip
+
+    rng_problems = list(itertools.islice(training_problems(3), 400))
+    rows = corrupted_rows(rng_problems, seed=1)
+    assert rows == corrupted_rows(rng_problems, seed=1)  # seeded
+    n_bad = 0
+    for q, steps, labels in rows:
+        chain = solve(q)
+        if all(labels):  # cut short before the break (a negative or inexact result): a right prefix
+            assert len(steps) <= len(chain)
+            continue
+        n_bad += 1
+        k = labels.index(False)
+        assert labels == [True] * k + [False] * (len(labels) - k)  # Math-Shepherd labels
+        # every step after the broken one is computed right from the value before it
+        for prev, step in zip(steps[k:], steps[k + 1 : len(chain)]):
+            a = int(step.split(" ")[0])
+            assert a == int(prev.split("= ")[1])
+    assert n_bad > 0.9 * len(rows)
+    import random
+
+    r = random.Random(0)
+    assert all(slip(x, r) not in (x,) and slip(x, r) >= 0 for x in (0, 1, 9, 10, 99, 148, 199) for _ in range(50))

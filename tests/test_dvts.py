@@ -46,6 +46,7 @@ def test_params_and_registry():
 def _worked_generator():
     """Step i of a request is named by its position: depth 1 "a".."h"; depth 2 "<parent>0".."<parent>1";
     depth 3 gives the answer. Scores: the first subtree's steps (a-d) all score below the second's."""
+
     def write(req, i, depth):
         if depth == 0:
             return "abcdefgh"[i]
@@ -53,8 +54,24 @@ def _worked_generator():
 
     script = NamedSteps(write)
 
-    scores = {"a": 0.1, "b": 0.3, "c": 0.2, "d": 0.05, "e": 0.9, "f": 0.8, "g": 0.95, "h": 0.7,
-              "b0": 0.2, "b1": 0.6, "b2": 0.0, "b3": 0.1, "g0": 0.5, "g1": 0.4, "g2": 0.0, "g3": 0.3}
+    scores = {
+        "a": 0.1,
+        "b": 0.3,
+        "c": 0.2,
+        "d": 0.05,
+        "e": 0.9,
+        "f": 0.8,
+        "g": 0.95,
+        "h": 0.7,
+        "b0": 0.2,
+        "b1": 0.6,
+        "b2": 0.0,
+        "b3": 0.1,
+        "g0": 0.5,
+        "g1": 0.4,
+        "g2": 0.0,
+        "g3": 0.3,
+    }
     return FakeGenerator(script=script), FakePRM(fixed=scores)
 
 
@@ -94,11 +111,21 @@ def _check_dvts(res, budget, width, ctx):
 
 
 @settings(max_examples=60, derandomize=True, deadline=None)
-@given(budget=st.integers(1, 12), width=st.integers(1, 5), n_problems=st.integers(1, 3), seed=st.integers(0, 10**6),
-       p_final=st.floats(0, 0.6), p_eos=st.floats(0, 0.2), p_length=st.floats(0, 0.3), max_depth=st.integers(1, 6),
-       max_tokens=st.integers(4, 40), reward=st.sampled_from(["last", "min", "prod", "mean"]))
-def test_random_searches_keep_the_structure(budget, width, n_problems, seed, p_final, p_eos, p_length, max_depth,
-                                            max_tokens, reward):
+@given(
+    budget=st.integers(1, 12),
+    width=st.integers(1, 5),
+    n_problems=st.integers(1, 3),
+    seed=st.integers(0, 10**6),
+    p_final=st.floats(0, 0.6),
+    p_eos=st.floats(0, 0.2),
+    p_length=st.floats(0, 0.3),
+    max_depth=st.integers(1, 6),
+    max_tokens=st.integers(4, 40),
+    reward=st.sampled_from(["last", "min", "prod", "mean"]),
+)
+def test_random_searches_keep_the_structure(
+    budget, width, n_problems, seed, p_final, p_eos, p_length, max_depth, max_tokens, reward
+):
     gen = FakeGenerator(p_final=p_final, p_eos=p_eos, p_length=p_length, max_len=12)
     prm = FakePRM(seed=seed % 13)
     ctx = make_ctx(gen, prm, seed=seed, max_depth=max_depth, max_tokens=max_tokens, max_step_tokens=8)

@@ -20,9 +20,15 @@ def blank_every_third(req, i, rng):
     """Steps "s<k>", every third one blank; a final answer now and then."""
     k = rng.randrange(10**6)
     text = " \n" if k % 3 == 0 else ("The answer is 3." if k % 5 == 0 else f"s{k}")
-    return Completion(text=text, token_ids=[100, DELIM_ID], finish_reason="stop",
-                      prompt_tokens=len(req.prompt_token_ids or []), cached_tokens=0, generated_tokens=2,
-                      stop_reason="\n")
+    return Completion(
+        text=text,
+        token_ids=[100, DELIM_ID],
+        finish_reason="stop",
+        prompt_tokens=len(req.prompt_token_ids or []),
+        cached_tokens=0,
+        generated_tokens=2,
+        stop_reason="\n",
+    )
 
 
 def test_tree_search_never_sends_an_empty_step_and_copies_the_parent_scores():

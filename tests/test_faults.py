@@ -57,8 +57,10 @@ class ScriptedBackend(FakeGenerator):
 
     def generate(self, requests):
         # sampling strategies send text only; tokenise it as a real backend would
-        requests = [r if r.prompt_token_ids is not None else replace(r, prompt_token_ids=self.encode(r.prompt))
-                    for r in requests]
+        requests = [
+            r if r.prompt_token_ids is not None else replace(r, prompt_token_ids=self.encode(r.prompt))
+            for r in requests
+        ]
         seen = ["".join(map(chr, r.prompt_token_ids)) for r in requests]
         Script.prompts += seen
         if Script.fail_on and any(key(Script.fail_on) in k for k in seen):
@@ -127,8 +129,7 @@ def check_report_lists(out: Path, capsys, reason: str) -> None:
     assert TARGET in (out / "report" / "index.html").read_text(encoding="utf-8")
 
 
-def test_a_bug_stops_the_sweep_at_once_with_its_traceback_in_errors_log(tmp_path, tiny_dir, data_dir, scripted,
-                                                                         capsys):
+def test_a_bug_stops_the_sweep_at_once_with_its_traceback_in_errors_log(tmp_path, tiny_dir, data_dir, scripted, capsys):
     """A programming error is not a fault: no per-problem retries, no error records, exit 1 with
     one stderr line, the records written before it kept, the full traceback in DIR/errors.log."""
     qs = questions(data_dir, 4)
@@ -163,8 +164,13 @@ def test_fault_tracebacks_go_to_errors_log(tmp_path, tiny_dir, data_dir, scripte
 
 def test_backend_fault_mid_batch_then_resume_retries_only_it(tmp_path, tiny_dir, data_dir, scripted, capsys):
     qs = questions(data_dir, 4)
-    cfg = base_cfg(tiny_dir, data_dir, "scripted_test", "scripted/policy",
-                   [{"name": "majority", "budgets": [1, 2]}, {"name": "rebase", "budgets": [2]}])
+    cfg = base_cfg(
+        tiny_dir,
+        data_dir,
+        "scripted_test",
+        "scripted/policy",
+        [{"name": "majority", "budgets": [1, 2]}, {"name": "rebase", "budgets": [2]}],
+    )
     p, out = write_cfg(tmp_path, cfg), tmp_path / "out"
     scripted.fail_on = qs[1]
     code = main(["sweep", str(p), "--out", str(out), "--no-progress"])
@@ -205,8 +211,10 @@ def test_prm_fault_for_one_problem(tmp_path, tiny_dir, data_dir, scripted, capsy
 
         def readout(prm, seqs, positions):
             got = real_readout(prm, seqs, positions)
-            return [((g * float("nan") if fault == "nan" else g[:-1]), c) if h and len(g) else (g, c)
-                    for (g, c), h in zip(got, hit)]
+            return [
+                ((g * float("nan") if fault == "nan" else g[:-1]), c) if h and len(g) else (g, c)
+                for (g, c), h in zip(got, hit)
+            ]
 
         monkeypatch.setattr(common, "readout", readout)
         try:
@@ -230,7 +238,9 @@ def test_prm_fault_for_one_problem(tmp_path, tiny_dir, data_dir, scripted, capsy
 
 # -- HTTP: the openai backend against the fault-injecting server -----------------------------------
 
-HAVE_HTTP = (ROOT / "tests" / "fault_server.py").exists() and (ROOT / "rebase" / "backends" / "openai_backend.py").exists()
+HAVE_HTTP = (ROOT / "tests" / "fault_server.py").exists() and (
+    ROOT / "rebase" / "backends" / "openai_backend.py"
+).exists()
 http = pytest.mark.skipif(not HAVE_HTTP, reason="tests/fault_server.py or the openai backend is not in the tree")
 SECRET = "sk-rebase-test-5ecret-9f2c"
 
@@ -238,8 +248,17 @@ SECRET = "sk-rebase-test-5ecret-9f2c"
 def http_cfg(tiny_dir: Path, data_dir: Path, url: str, retries: int, budget: int = 2) -> dict:
     return {
         # a local folder as path: tokenizer and FLOP spec come from it, generation from the server
-        "models": [{"name": "served", "path": str(tiny_dir / "llama"), "backend": "openai", "base_url": url,
-                    "api_key_env": "REBASE_TEST_KEY", "max_retries": retries, "timeout_s": 5}],
+        "models": [
+            {
+                "name": "served",
+                "path": str(tiny_dir / "llama"),
+                "backend": "openai",
+                "base_url": url,
+                "api_key_env": "REBASE_TEST_KEY",
+                "max_retries": retries,
+                "timeout_s": 5,
+            }
+        ],
         "dataset": {"name": "gsm8k", "path": str(data_dir / "gsm8k" / "test.jsonl"), "limit": 2},
         "strategies": [{"name": "majority", "budgets": [budget]}],
         "sampling": {"max_tokens": 8, "max_step_tokens": 4},

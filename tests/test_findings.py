@@ -5,17 +5,34 @@ from __future__ import annotations
 
 import pandas as pd
 
-from eval.findings import (best_of_n_monotone, holds, paper_findings, rebase_half_flops, section,
-                           smaller_model_wins, weighted_over_majority)
+from eval.findings import (
+    best_of_n_monotone,
+    holds,
+    paper_findings,
+    rebase_half_flops,
+    section,
+    smaller_model_wins,
+    weighted_over_majority,
+)
 
 BUDGETS = (1, 4, 8, 16, 32, 64)
 
 
 def _rows(model, params, strategy, accs, flops_per_sample, budgets=BUDGETS, aggregator=None):
-    return [{"dataset": "arith", "model": model, "model_params": params, "strategy": strategy,
-             "aggregator": aggregator or strategy, "budget": b, "accuracy": a,
-             "flops_paper": flops_per_sample * b, "flops_total": 2 * flops_per_sample * b}
-            for b, a in zip(budgets, accs)]
+    return [
+        {
+            "dataset": "arith",
+            "model": model,
+            "model_params": params,
+            "strategy": strategy,
+            "aggregator": aggregator or strategy,
+            "budget": b,
+            "accuracy": a,
+            "flops_paper": flops_per_sample * b,
+            "flops_total": 2 * flops_per_sample * b,
+        }
+        for b, a in zip(budgets, accs)
+    ]
 
 
 def _table(over=None):
@@ -41,10 +58,15 @@ def test_weighted_over_majority_needs_every_budget_and_a_margin_for_two_models()
     assert weighted_over_majority(_table(), "paper")["holds"] is True
     below = weighted_over_majority(_table({("l", "weighted_majority"): [0.3, 0.38, 0.59, 0.66, 0.68, 0.70]}), "paper")
     assert below["holds"] is False and below["below_majority"] == [
-        {"model": "l", "budget": 8, "weighted": 0.59, "majority": 0.6}]
+        {"model": "l", "budget": 8, "weighted": 0.59, "majority": 0.6}
+    ]
     # a dip below majority at budget 4 does not count (the rule starts at 8)
-    assert weighted_over_majority(_table({("s", "weighted_majority"): [0.2, 0.2, 0.33, 0.36, 0.38, 0.40]}),
-                                  "paper")["holds"] is True
+    assert (
+        weighted_over_majority(_table({("s", "weighted_majority"): [0.2, 0.2, 0.33, 0.36, 0.38, 0.40]}), "paper")[
+            "holds"
+        ]
+        is True
+    )
     thin = weighted_over_majority(_table({("s", "weighted_majority"): [0.2, 0.27, 0.33, 0.36, 0.38, 0.36]}), "paper")
     assert thin["holds"] is False and thin["models_with_margin"] == ["l"]
 
@@ -82,8 +104,9 @@ def test_smaller_model_wins_needs_a_beaten_larger_point_and_a_positive_slope():
 
 def test_paper_findings_reports_each_view_and_a_missing_strategy_as_null():
     t = _table()
-    result = paper_findings(t[t["strategy"] != "rebase"], {"paper": [{"dataset": "arith", "fit": {"a": 1.0}}],
-                                                           "total": []})
+    result = paper_findings(
+        t[t["strategy"] != "rebase"], {"paper": [{"dataset": "arith", "fit": {"a": 1.0}}], "total": []}
+    )
     flags = holds(result)
     assert flags["paper"]["arith"]["rebase_half_flops"] is None
     assert "no rebase" in result["paper"]["arith"]["rebase_half_flops"]["why"]

@@ -25,10 +25,27 @@ def tiny_config(arch: str, tied: bool):
     from transformers import GPT2Config, LlamaConfig, MistralConfig, Qwen2Config
 
     if arch == "gpt2":
-        return GPT2Config(vocab_size=1000, bos_token_id=0, eos_token_id=0, n_embd=192, n_layer=3, n_head=3, n_positions=512, tie_word_embeddings=tied)
+        return GPT2Config(
+            vocab_size=1000,
+            bos_token_id=0,
+            eos_token_id=0,
+            n_embd=192,
+            n_layer=3,
+            n_head=3,
+            n_positions=512,
+            tie_word_embeddings=tied,
+        )
     Cfg = {"llama": LlamaConfig, "qwen2": Qwen2Config, "mistral": MistralConfig}[arch]
-    return Cfg(vocab_size=1000, hidden_size=192, intermediate_size=512, num_hidden_layers=3, num_attention_heads=3,
-               num_key_value_heads=1, head_dim=64, tie_word_embeddings=tied)
+    return Cfg(
+        vocab_size=1000,
+        hidden_size=192,
+        intermediate_size=512,
+        num_hidden_layers=3,
+        num_attention_heads=3,
+        num_key_value_heads=1,
+        head_dim=64,
+        tie_word_embeddings=tied,
+    )
 
 
 @pytest.mark.parametrize("tied", [True, False])
@@ -79,8 +96,9 @@ def policy(tiny_dir, tmp_path_factory):
 
     from rebase.backends.hf import TransformersGenerator
 
-    path = build_sampler_model(tmp_path_factory.mktemp("flops") / "m256", tiny_dir / "tok", "llama", seed=5,
-                               hidden=256, layers=4)
+    path = build_sampler_model(
+        tmp_path_factory.mktemp("flops") / "m256", tiny_dir / "tok", "llama", seed=5, hidden=256, layers=4
+    )
     return path, lambda **kw: TransformersGenerator(TransformersModel(name="m256", path=str(path), device="cpu", **kw))
 
 

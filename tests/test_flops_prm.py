@@ -22,8 +22,10 @@ from rebase.flops import Ledger
 from rebase.types import Problem
 from test_prm import FAMILIES, make
 
-QUESTIONS = ["Start with 17. Add 25. Multiply by 3. What is the result?",
-             "Natalia sold clips to 48 of her friends in April, and then half as many in May. How many in all?"]
+QUESTIONS = [
+    "Start with 17. Add 25. Multiply by 3. What is the result?",
+    "Natalia sold clips to 48 of her friends in April, and then half as many in May. How many in all?",
+]
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +35,9 @@ def generator(tiny_dir, tmp_path_factory):
     from rebase.backends.hf import TransformersGenerator
     from rebase.model_config import TransformersModel
 
-    path = build_sampler_model(tmp_path_factory.mktemp("flops_prm") / "m256", tiny_dir / "tok", "llama", seed=5,
-                               hidden=256, layers=4)
+    path = build_sampler_model(
+        tmp_path_factory.mktemp("flops_prm") / "m256", tiny_dir / "tok", "llama", seed=5, hidden=256, layers=4
+    )
     return TransformersGenerator(TransformersModel(name="m256", path=str(path), device="cpu", prefix_reuse=False))
 
 
@@ -44,9 +47,14 @@ def search_measured(strategy: str, generator, prm, budget: int):
     from rebase.registry import STRATEGIES
     from strategies.base import SearchContext
 
-    ctx = SearchContext(generator=generator, prm=prm, prompts=PromptFormat.from_config("gsm8k", PromptConfig()),
-                        sampling=SamplingConfig(temperature=1.0, max_tokens=48, max_step_tokens=12, max_depth=4),
-                        seed=3, dataset="gsm8k")
+    ctx = SearchContext(
+        generator=generator,
+        prm=prm,
+        prompts=PromptFormat.from_config("gsm8k", PromptConfig()),
+        sampling=SamplingConfig(temperature=1.0, max_tokens=48, max_step_tokens=12, max_depth=4),
+        seed=3,
+        dataset="gsm8k",
+    )
     problems = [Problem(id=f"p{i}", question=q, gold="1", dataset="gsm8k") for i, q in enumerate(QUESTIONS[:1])]
     with flop_counter() as fc:
         results = STRATEGIES.get(strategy)().search(problems, budget, ctx)
@@ -67,8 +75,10 @@ def test_total_view_matches_flop_counter(tiny_dir, generator, family):
     assert ledger.flops("total") == pytest.approx(measured, rel=0.005)
     print(f"{family}: ledger total / measured = {ledger.flops('total') / measured:.5f}, PRM share {prm_share:.3f}")
     # a vocabulary-wide head at every PRM token (the flat pricing) is far outside the tolerance
-    flat = Ledger({k: dataclasses.replace(v, head=None) for k, v in ledger.specs.items()},
-                  [dataclasses.replace(e, logit_rows=None) for e in ledger.entries])
+    flat = Ledger(
+        {k: dataclasses.replace(v, head=None) for k, v in ledger.specs.items()},
+        [dataclasses.replace(e, logit_rows=None) for e in ledger.entries],
+    )
     assert flat.flops("total") > measured * 1.01
 
 

@@ -52,7 +52,10 @@ def test_extract_numeric(text, expected):
     "text, expected",
     [
         ("so $x = \\boxed{\\dfrac{9}{7}}$.", "\\dfrac{9}{7}"),
-        ("first \\boxed{1}, then \\boxed{\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}}", "\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}"),
+        (
+            "first \\boxed{1}, then \\boxed{\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}}",
+            "\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}",
+        ),
         ("\\boxed{\\{1,2\\}}", "\\{1,2\\}"),
         ("\\fbox{7}", "7"),
         ("$\\boxed 5$", "5"),
@@ -66,7 +69,9 @@ def test_extract_math(text, expected):
 
 
 def test_grade_numeric():
-    assert grade("1000", "$1,000.00", "gsm8k") and grade(extract_answer("The answer is $1,000.00", "gsm8k"), "1000", "gsm8k")
+    assert grade("1000", "$1,000.00", "gsm8k") and grade(
+        extract_answer("The answer is $1,000.00", "gsm8k"), "1000", "gsm8k"
+    )
     assert grade("18.0", "18", "gsm8k") and grade("18", "18.0", "arith")
     assert grade("0.5", "1/2", "gsm8k")
     assert grade("1000000.5", "1000000", "gsm8k")  # within 1e-6 relative
@@ -86,7 +91,22 @@ def test_grade_math():
     assert not grade(None, "\\frac{1}{2}", "math") and not grade("  ", "1", "math")
 
 
-@pytest.mark.parametrize("junk", ["}{", "\\frac{", "\\boxed{", "$$$", "\x00\x01", "\\begin{pmatrix}", "((((((", "x" * 5000, "x" * 40, "1" * 5000, "1/0"])
+@pytest.mark.parametrize(
+    "junk",
+    [
+        "}{",
+        "\\frac{",
+        "\\boxed{",
+        "$$$",
+        "\x00\x01",
+        "\\begin{pmatrix}",
+        "((((((",
+        "x" * 5000,
+        "x" * 40,
+        "1" * 5000,
+        "1/0",
+    ],
+)
 def test_grade_never_raises(junk):
     for ds in ("gsm8k", "math"):
         assert grade(junk, "1", ds) is False

@@ -41,8 +41,9 @@ def test_wheel_install_runs_the_demo_outside_the_checkout(tmp_path):
     # no pip of its own: pip and setuptools come with the dependencies below
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=300)
     py, bindir = venv / "bin" / "python", venv / "bin"
-    site = Path(run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], tmp_path,
-                    env).stdout.strip())
+    site = Path(
+        run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], tmp_path, env).stdout.strip()
+    )
     # dependencies (torch, transformers, setuptools, ...) from this interpreter's site-packages
     (site / "deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n", encoding="utf-8")
     r = run([str(py), "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", str(src)], tmp_path, env)
@@ -54,8 +55,21 @@ def test_wheel_install_runs_the_demo_outside_the_checkout(tmp_path):
     assert r.returncode == 0 and r.stdout.strip().startswith(str(site)), (r.stdout, r.stderr[-2000:])
     r = run([str(bindir / "rebase"), "demo", "--help"], work, env)
     assert r.returncode == 0 and "--out" in r.stdout, r.stderr[-2000:]
-    r = run([str(bindir / "rebase"), "demo", "--out", "demo", "--no-progress", "--set", "dataset.size=1",
-             "--set", "strategies=[{name: greedy, budgets: [1]}]"], work, env)
+    r = run(
+        [
+            str(bindir / "rebase"),
+            "demo",
+            "--out",
+            "demo",
+            "--no-progress",
+            "--set",
+            "dataset.size=1",
+            "--set",
+            "strategies=[{name: greedy, budgets: [1]}]",
+        ],
+        work,
+        env,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     summary = json.loads(r.stdout.strip().splitlines()[-1])
     assert summary["failed"] == 0 and summary["records"] == 3  # three demo policies x one problem

@@ -83,11 +83,24 @@ def check_final(out: Path, base: Path) -> None:
 
 # -- fast: the two dangerous kill points, simulated -------------------------------------------------
 
+
 def test_torn_write_at_every_offset_is_cut_and_resumable(tmp_path):
     """A kill mid-write leaves a prefix of the batch; reopening cuts the half line, keeps whole ones,
     and appending the batch again adds only what is missing (no key twice)."""
-    rows = [{"model": "m", "dataset": "d", "problem_id": f"p{i}", "strategy": "s", "aggregator": "a",
-             "budget": 1, "seed": 0, "error": None, "x": "é" * i} for i in range(4)]
+    rows = [
+        {
+            "model": "m",
+            "dataset": "d",
+            "problem_id": f"p{i}",
+            "strategy": "s",
+            "aggregator": "a",
+            "budget": 1,
+            "seed": 0,
+            "error": None,
+            "x": "é" * i,
+        }
+        for i in range(4)
+    ]
     first = [rows[0]]
     blob0 = "".join(json.dumps(r, sort_keys=True, ensure_ascii=False) + "\n" for r in first).encode()
     blob1 = "".join(json.dumps(r, sort_keys=True, ensure_ascii=False) + "\n" for r in rows[1:]).encode()
@@ -136,11 +149,16 @@ def test_kill_between_trees_and_records_leaves_no_duplicate(tmp_path, tiny_dir, 
 
 # -- slow: the real thing -----------------------------------------------------------------------------
 
+
 def _launch(cfg_path: Path, out: Path) -> subprocess.Popen:
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
-    return subprocess.Popen([sys.executable, "-m", "rebase.cli", "sweep", str(cfg_path), "--out", str(out),
-                             "--no-progress"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [sys.executable, "-m", "rebase.cli", "sweep", str(cfg_path), "--out", str(out), "--no-progress"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
 
 
 def _stamp(path: Path):

@@ -127,9 +127,16 @@ def violations() -> list[str]:
 
 def import_cycles() -> list[list[str]]:
     """Strongly connected components of size > 1 of the module import graph (Tarjan)."""
-    graph = {m: sorted({t for _, t, _ in imports_of(m, p) if t in MODULES and t != m
-                        and t != package_of(m) and not m.startswith(t + ".")})
-             for m, p in MODULES.items()}
+    graph = {
+        m: sorted(
+            {
+                t
+                for _, t, _ in imports_of(m, p)
+                if t in MODULES and t != m and t != package_of(m) and not m.startswith(t + ".")
+            }
+        )
+        for m, p in MODULES.items()
+    }
     index, low, stack, on, out = {}, {}, [], set(), []
 
     def visit(v: str) -> None:
@@ -178,7 +185,11 @@ def private_reach(path: Path, source: str | None = None) -> list[str]:
         elif isinstance(node, ast.ImportFrom) and not node.level and (node.module or "").split(".")[0] not in PACKAGES:
             external |= {a.asname or a.name for a in node.names}
     for node in ast.walk(tree):  # names bound to third-party objects: aten = torch.ops.aten
-        if isinstance(node, ast.Assign) and isinstance(_root(node.value), ast.Name) and _root(node.value).id in external:
+        if (
+            isinstance(node, ast.Assign)
+            and isinstance(_root(node.value), ast.Name)
+            and _root(node.value).id in external
+        ):
             external |= {t.id for t in node.targets if isinstance(t, ast.Name)}
     bad = []
     for node in ast.walk(tree):
@@ -218,12 +229,15 @@ def test_no_import_cycles():
     assert not cycles, "modules that import each other:\n" + "\n".join(" <-> ".join(c) for c in cycles)
 
 
-@pytest.mark.parametrize("source, expect", [
-    ("from eval.runner import execute\n", "upward import of eval.runner"),
-    ("from rebase.tasks.grading import grade\n", "sideways import of rebase.tasks.grading"),
-    ("from reward_models._hf import load_model\n", "import of private module reward_models._hf"),
-    ("from rebase.config import _private_helper\n", "import of private name _private_helper"),
-])
+@pytest.mark.parametrize(
+    "source, expect",
+    [
+        ("from eval.runner import execute\n", "upward import of eval.runner"),
+        ("from rebase.tasks.grading import grade\n", "sideways import of rebase.tasks.grading"),
+        ("from reward_models._hf import load_model\n", "import of private module reward_models._hf"),
+        ("from rebase.config import _private_helper\n", "import of private name _private_helper"),
+    ],
+)
 def test_the_check_catches(tmp_path, monkeypatch, source, expect):
     """The rule itself fails on each kind of bad import (here from a file planted in backends)."""
     fake = ROOT / "rebase" / "backends" / "zz_layer_probe.py"

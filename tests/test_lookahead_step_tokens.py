@@ -31,6 +31,7 @@ pytestmark = pytest.mark.usefixtures("fake_answers")
 def _lookahead_generator():
     """Depth 1: "a" (scored 0.6) and "b" (0.5). A greedy rollout of "a" writes "a+" (0.1), of "b"
     writes "b+" (0.9). Sampled steps below depth 1 give the answer."""
+
     def write(req, i, depth):
         if depth == 0:
             return "ab"[i % 2]
@@ -66,11 +67,20 @@ def test_lookahead_param():
 
 
 @settings(max_examples=40, derandomize=True, deadline=None)
-@given(budget=st.integers(1, 8), width=st.integers(1, 4), lookahead=st.integers(1, 3), seed=st.integers(0, 10**6),
-       p_final=st.floats(0, 0.5), p_eos=st.floats(0, 0.2), max_depth=st.integers(1, 6), max_tokens=st.integers(4, 40),
-       dvts=st.booleans())
-def test_lookahead_keeps_the_budget_and_charges_rollouts(budget, width, lookahead, seed, p_final, p_eos, max_depth,
-                                                        max_tokens, dvts):
+@given(
+    budget=st.integers(1, 8),
+    width=st.integers(1, 4),
+    lookahead=st.integers(1, 3),
+    seed=st.integers(0, 10**6),
+    p_final=st.floats(0, 0.5),
+    p_eos=st.floats(0, 0.2),
+    max_depth=st.integers(1, 6),
+    max_tokens=st.integers(4, 40),
+    dvts=st.booleans(),
+)
+def test_lookahead_keeps_the_budget_and_charges_rollouts(
+    budget, width, lookahead, seed, p_final, p_eos, max_depth, max_tokens, dvts
+):
     gen, prm = FakeGenerator(p_final=p_final, p_eos=p_eos, max_len=10), FakePRM(seed=seed % 5)
     ctx = make_ctx(gen, prm, seed=seed, max_depth=max_depth, max_tokens=max_tokens, max_step_tokens=8)
     strat = (DVTS if dvts else BeamSearch)(beam_width=width, lookahead=lookahead)
@@ -93,6 +103,7 @@ def test_lookahead_keeps_the_budget_and_charges_rollouts(budget, width, lookahea
 
 
 # --- step_tokens -------------------------------------------------------------------------------
+
 
 def test_answer_complete():
     pf = PromptFormat.from_config("gsm8k")
@@ -128,8 +139,14 @@ def _stream_generator():
         reason = "length"
         if end == len(SOLUTION) and len(toks) < req.max_tokens:
             toks, reason = toks + [EOS_ID], "eos"
-        return Completion(text=text, token_ids=toks, finish_reason=reason, prompt_tokens=len(ids),
-                          cached_tokens=0, generated_tokens=len(toks))
+        return Completion(
+            text=text,
+            token_ids=toks,
+            finish_reason=reason,
+            prompt_tokens=len(ids),
+            cached_tokens=0,
+            generated_tokens=len(toks),
+        )
 
     return FakeGenerator(script=script), FakePRM(seed=1)
 

@@ -91,8 +91,14 @@ def test_uct_expands_the_best_child_and_explores():
     def script(req, i, rng):
         deeper = req.prompt_token_ids[-1] == DELIM_ID
         text = "x" if deeper else "abcd"[i]
-        return Completion(text=text, token_ids=[100 + i, DELIM_ID], finish_reason="stop",
-                          prompt_tokens=len(req.prompt_token_ids), cached_tokens=0, generated_tokens=2)
+        return Completion(
+            text=text,
+            token_ids=[100 + i, DELIM_ID],
+            finish_reason="stop",
+            prompt_tokens=len(req.prompt_token_ids),
+            cached_tokens=0,
+            generated_tokens=2,
+        )
 
     prm = FakePRM(fixed={"a": 0.2, "b": 0.9, "c": 0.5, "d": 0.1, "x": 0.8})
     ctx = make_ctx(FakeGenerator(script=script), prm)
@@ -130,17 +136,43 @@ def test_parallel_selection_with_virtual_loss():
 
 
 @settings(max_examples=60, derandomize=True, deadline=None)
-@given(budget=st.integers(1, 12), n_problems=st.integers(1, 3), seed=st.integers(0, 10**6),
-       prm_seed=st.integers(0, 100), p_final=st.floats(0, 0.7), p_eos=st.floats(0, 0.2),
-       p_length=st.floats(0, 0.3), max_depth=st.integers(1, 6), max_tokens=st.integers(4, 40),
-       root_width=st.integers(1, 5), inner_width=st.integers(1, 3), parallel=st.integers(1, 3),
-       exploration=st.sampled_from([0.0, 1.0, 3.0]), reward=st.sampled_from(["last", "min", "mean"]))
-def test_random_trees_keep_invariants(budget, n_problems, seed, prm_seed, p_final, p_eos, p_length, max_depth,
-                                      max_tokens, root_width, inner_width, parallel, exploration, reward):
+@given(
+    budget=st.integers(1, 12),
+    n_problems=st.integers(1, 3),
+    seed=st.integers(0, 10**6),
+    prm_seed=st.integers(0, 100),
+    p_final=st.floats(0, 0.7),
+    p_eos=st.floats(0, 0.2),
+    p_length=st.floats(0, 0.3),
+    max_depth=st.integers(1, 6),
+    max_tokens=st.integers(4, 40),
+    root_width=st.integers(1, 5),
+    inner_width=st.integers(1, 3),
+    parallel=st.integers(1, 3),
+    exploration=st.sampled_from([0.0, 1.0, 3.0]),
+    reward=st.sampled_from(["last", "min", "mean"]),
+)
+def test_random_trees_keep_invariants(
+    budget,
+    n_problems,
+    seed,
+    prm_seed,
+    p_final,
+    p_eos,
+    p_length,
+    max_depth,
+    max_tokens,
+    root_width,
+    inner_width,
+    parallel,
+    exploration,
+    reward,
+):
     gen, prm = FakeGenerator(p_final=p_final, p_eos=p_eos, p_length=p_length), FakePRM(seed=prm_seed)
     ctx = make_ctx(gen, prm, seed=seed, max_depth=max_depth, max_tokens=max_tokens, max_step_tokens=8)
-    strat = MCTS(root_width=root_width, inner_width=inner_width, parallel=parallel, exploration=exploration,
-                 reward=reward)
+    strat = MCTS(
+        root_width=root_width, inner_width=inner_width, parallel=parallel, exploration=exploration, reward=reward
+    )
     results = strat.search(problems(n_problems), budget, ctx)
     for res in results:
         _check_tree(res, budget, strat.params, ctx)

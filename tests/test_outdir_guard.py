@@ -35,10 +35,14 @@ IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 
 
 def arith_cfg(size: int = 3, **extra) -> dict:
-    return {"models": [{"name": "s", "path": "package:rebase.demo/models/arith-s"}],
-            "dataset": {"name": "arith", "size": size},
-            "strategies": [{"name": "greedy"}, {"name": "majority", "budgets": [2]}],
-            "sampling": {"max_tokens": 40, "max_step_tokens": 16}, "batch_problems": 1, **extra}
+    return {
+        "models": [{"name": "s", "path": "package:rebase.demo/models/arith-s"}],
+        "dataset": {"name": "arith", "size": size},
+        "strategies": [{"name": "greedy"}, {"name": "majority", "budgets": [2]}],
+        "sampling": {"max_tokens": 40, "max_step_tokens": 16},
+        "batch_problems": 1,
+        **extra,
+    }
 
 
 def cfg_file(tmp_path: Path, d: dict, name: str = "c.yaml") -> str:
@@ -56,8 +60,11 @@ def cli(capsys, *argv: str) -> tuple[int, str, str]:
 def one_error(err: str, fragment: str) -> None:
     # in-process runs: a model-loading progress bar shows when an earlier test imported transformers
     # before the CLI could turn bars off (a real `rebase` process turns them off first)
-    lines = [ln for ln in err.replace("\r", "\n").splitlines()
-             if ln.strip() and not ln.startswith("warning: ") and "it/s]" not in ln]
+    lines = [
+        ln
+        for ln in err.replace("\r", "\n").splitlines()
+        if ln.strip() and not ln.startswith("warning: ") and "it/s]" not in ln
+    ]
     assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], err
     assert "Traceback" not in err
 
@@ -80,6 +87,7 @@ def copy_of(done: Path, tmp_path: Path) -> Path:
 
 
 # -- names become paths ----------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", ["../../escaped", "/tmp/abs-escape", "./s", "n" * 300])
 def test_model_names_never_become_paths_outside(tmp_path, capsys, name):
@@ -111,6 +119,7 @@ def test_inside_refuses_every_escape(tmp_path):
 
 # -- one writer ------------------------------------------------------------------------------------
 
+
 def test_second_writer_exits_2_naming_the_holder(tmp_path, capsys, done_dir):
     out = copy_of(done_dir, tmp_path)
     before = (out / "results.jsonl").read_bytes()
@@ -139,8 +148,13 @@ def test_two_processes_on_one_directory(tmp_path, capsys):
     out = tmp_path / "out"
     cfg = cfg_file(tmp_path, arith_cfg(size=60))
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
-    first = subprocess.Popen([sys.executable, "-m", "rebase.cli", "sweep", cfg, "--out", str(out), "--no-progress"],
-                             cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first = subprocess.Popen(
+        [sys.executable, "-m", "rebase.cli", "sweep", cfg, "--out", str(out), "--no-progress"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         t0 = time.time()
         while not (out / "results.jsonl").exists() and first.poll() is None and time.time() - t0 < 120:
@@ -154,12 +168,15 @@ def test_two_processes_on_one_directory(tmp_path, capsys):
         first.wait()
     code, _, err = cli(capsys, "sweep", cfg, "--out", str(out))
     assert code == 0, err
-    keys = [json.dumps([r[k] for k in ("problem_id", "strategy", "aggregator", "budget")])
-            for r in map(json.loads, (out / "results.jsonl").read_text().splitlines())]
+    keys = [
+        json.dumps([r[k] for k in ("problem_id", "strategy", "aggregator", "budget")])
+        for r in map(json.loads, (out / "results.jsonl").read_text().splitlines())
+    ]
     assert len(keys) == len(set(keys)) == 60 * 2
 
 
 # -- links, misplaced directories, lines that are not records ------------------------------------------
+
 
 def test_results_symlink_is_refused_by_sweep_and_report(tmp_path, capsys, done_dir):
     out = copy_of(done_dir, tmp_path)
@@ -207,7 +224,9 @@ def test_a_directory_where_a_file_belongs_or_the_reverse(tmp_path, capsys, done_
         (out / "trees").write_text("not a folder\n")
     else:
         (out / "report").write_text("not a folder\n")
-    argv = ("report", str(out)) if what == "report_file" else ("sweep", cfg_file(tmp_path, arith_cfg()), "--out", str(out))
+    argv = (
+        ("report", str(out)) if what == "report_file" else ("sweep", cfg_file(tmp_path, arith_cfg()), "--out", str(out))
+    )
     code, _, err = cli(capsys, *argv)
     assert code == 2
     one_error(err, "belongs")
@@ -241,6 +260,7 @@ def test_non_utf8_bytes_are_skipped_alike_by_sweep_report_and_replay(tmp_path, c
 
 
 # -- I/O failures -----------------------------------------------------------------------------------
+
 
 def test_full_disk_exits_1_keeps_what_was_written_and_resumes(tmp_path, capsys, done_dir, monkeypatch):
     import eval.store
@@ -306,6 +326,7 @@ def test_read_only_directory_by_permission_bits(tmp_path, capsys, done_dir):
 
 
 # -- replay of broken directories ---------------------------------------------------------------------
+
 
 def test_replay_refuses_corrupt_trees_config_and_mixed_datasets(tmp_path, capsys, done_dir):
     out = copy_of(done_dir, tmp_path)

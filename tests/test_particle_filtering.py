@@ -50,7 +50,7 @@ def test_resampling_is_unbiased(method):
             sq[j] += c * c
     for j in range(len(rewards)):
         mean = totals[j] / draws
-        var = max(sq[j] / draws - mean ** 2, 1e-4)
+        var = max(sq[j] / draws - mean**2, 1e-4)
         assert abs(mean - n * w[j]) < 4 * math.sqrt(var / draws), (method, j, mean, n * w[j])
 
 
@@ -116,12 +116,22 @@ def _check_particles(res, budget, ctx):
 
 
 @settings(max_examples=60, derandomize=True, deadline=None)
-@given(budget=st.integers(1, 10), n_problems=st.integers(1, 3), seed=st.integers(0, 10**6),
-       p_final=st.floats(0, 0.6), p_eos=st.floats(0, 0.2), p_length=st.floats(0, 0.3),
-       max_depth=st.integers(1, 6), max_tokens=st.integers(4, 40), temperature=st.sampled_from([0.2, 1.0, 5.0]),
-       resampling=st.sampled_from(["multinomial", "systematic"]), reward=st.sampled_from(["last", "min", "prod"]))
-def test_random_searches_keep_n_particles(budget, n_problems, seed, p_final, p_eos, p_length, max_depth, max_tokens,
-                                          temperature, resampling, reward):
+@given(
+    budget=st.integers(1, 10),
+    n_problems=st.integers(1, 3),
+    seed=st.integers(0, 10**6),
+    p_final=st.floats(0, 0.6),
+    p_eos=st.floats(0, 0.2),
+    p_length=st.floats(0, 0.3),
+    max_depth=st.integers(1, 6),
+    max_tokens=st.integers(4, 40),
+    temperature=st.sampled_from([0.2, 1.0, 5.0]),
+    resampling=st.sampled_from(["multinomial", "systematic"]),
+    reward=st.sampled_from(["last", "min", "prod"]),
+)
+def test_random_searches_keep_n_particles(
+    budget, n_problems, seed, p_final, p_eos, p_length, max_depth, max_tokens, temperature, resampling, reward
+):
     gen = FakeGenerator(p_final=p_final, p_eos=p_eos, p_length=p_length, max_len=12)
     prm = FakePRM(seed=seed % 11)
     ctx = make_ctx(gen, prm, seed=seed, max_depth=max_depth, max_tokens=max_tokens, max_step_tokens=8)

@@ -68,8 +68,10 @@ class Countdown(NumericTask):
     step_delimiter = " | "
 
     def problems(self, rows):
-        return [Problem(id=f"cd-{r[1]}", question=str(required(r, "q")), gold=str(required(r, "a")),
-                        dataset=self.name) for r in rows]
+        return [
+            Problem(id=f"cd-{r[1]}", question=str(required(r, "q")), gold=str(required(r, "a")), dataset=self.name)
+            for r in rows
+        ]
 
 
 def test_registered_task_drives_every_rule(tmp_path):
@@ -100,18 +102,26 @@ def test_entry_point_task_is_listed_and_used(tmp_path):
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: semicolon-plugin\nVersion: 0.1\n", encoding="utf-8")
     (info / "entry_points.txt").write_text("[rebase.plugins]\nsemicolon_plugin = semicolon_plugin\n", encoding="utf-8")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(site), str(ROOT)]), OMP_NUM_THREADS="1")
-    r = subprocess.run([sys.executable, "-m", "rebase.cli", "ls", "datasets"], cwd=tmp_path, env=env,
-                       capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [sys.executable, "-m", "rebase.cli", "ls", "datasets"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr
     listed = json.loads(r.stdout.strip().splitlines()[-1])["datasets"]
     assert listed["semicolon_sums"] == "Sums written with ';' between steps and 'Result:' before the answer."
     assert {"gsm8k", "math500", "aime2024", "aime2025", "amc2023", "arith"} <= set(listed)
     (tmp_path / "s.jsonl").write_text(json.dumps({"q": "2 + 2?", "a": "4"}) + "\n", encoding="utf-8")
-    code = ("from rebase.config import DatasetConfig; from rebase.tasks.datasets import load_problems; "
-            "from rebase.tasks.grading import extract_answer, grade; from rebase.tasks.prompts import PromptFormat; "
-            "p = load_problems(DatasetConfig(name='semicolon_sums', path='s.jsonl'))[0]; "
-            "a = extract_answer('2 + 2 = 4; Result: 04', 'semicolon_sums'); f = PromptFormat.from_config('semicolon_sums'); "
-            "print(p.id, p.gold, a, grade(a, p.gold, 'semicolon_sums'), f.step_delimiter, f.answer_marker)")
+    code = (
+        "from rebase.config import DatasetConfig; from rebase.tasks.datasets import load_problems; "
+        "from rebase.tasks.grading import extract_answer, grade; from rebase.tasks.prompts import PromptFormat; "
+        "p = load_problems(DatasetConfig(name='semicolon_sums', path='s.jsonl'))[0]; "
+        "a = extract_answer('2 + 2 = 4; Result: 04', 'semicolon_sums'); f = PromptFormat.from_config('semicolon_sums'); "
+        "print(p.id, p.gold, a, grade(a, p.gold, 'semicolon_sums'), f.step_delimiter, f.answer_marker)"
+    )
     r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["ss-0", "4", "04", "True", ";", "Result:"]

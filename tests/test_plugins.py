@@ -70,7 +70,9 @@ def test_rebase_ls_lists_every_kind_with_docs(tmp_path):
     summary = json.loads(r.stdout.strip().splitlines()[-1])
     assert set(summary) == {"strategies", "aggregators", "prms", "backends", "datasets"}
     assert {"greedy", "rebase", "mcts"} <= set(summary["strategies"])
-    assert {"step_tag", "judge"} <= set(summary["prms"]) and {"transformers", "vllm", "openai"} <= set(summary["backends"])
+    assert {"step_tag", "judge"} <= set(summary["prms"]) and {"transformers", "vllm", "openai"} <= set(
+        summary["backends"]
+    )
     assert all(doc for kind in summary.values() for doc in kind.values()), "every built-in has a one-line doc"
     r = rebase_cli(["ls", "backends"], tmp_path, tmp_path)
     assert list(json.loads(r.stdout.strip().splitlines()[-1])) == ["backends"]
@@ -84,10 +86,12 @@ def test_entry_point_plugin_is_listed_and_run(tmp_path):
     r = rebase_cli(["ls", "strategies"], plugins, tmp_path)
     assert r.returncode == 0, r.stderr
     assert "plugin_greedy" in r.stdout and "Greedy decoding, registered by a plugin." in r.stdout
-    cfg = {"models": [{"name": "arith-s", "path": "package:rebase.demo/models/arith-s"}],
-           "dataset": {"name": "plugin_sums"},
-           "strategies": [{"name": "plugin_greedy", "budgets": [1]}],
-           "sampling": {"max_tokens": 64}}
+    cfg = {
+        "models": [{"name": "arith-s", "path": "package:rebase.demo/models/arith-s"}],
+        "dataset": {"name": "plugin_sums"},
+        "strategies": [{"name": "plugin_greedy", "budgets": [1]}],
+        "sampling": {"max_tokens": 64},
+    }
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg), encoding="utf-8")
     r = rebase_cli(["run", "c.yaml", "--out", "out", "--no-progress"], plugins, tmp_path)
     assert r.returncode == 0, r.stderr
@@ -96,8 +100,12 @@ def test_entry_point_plugin_is_listed_and_run(tmp_path):
 
 
 def test_plugin_taking_a_builtin_name_or_failing_to_import_exits_2(tmp_path):
-    clash = make_plugin(tmp_path / "a", "clash-plugin", "clash_plugin",
-                        "from rebase.registry import STRATEGIES\n\n@STRATEGIES.register('greedy')\nclass G:\n    pass\n")
+    clash = make_plugin(
+        tmp_path / "a",
+        "clash-plugin",
+        "clash_plugin",
+        "from rebase.registry import STRATEGIES\n\n@STRATEGIES.register('greedy')\nclass G:\n    pass\n",
+    )
     r = rebase_cli(["ls"], clash, tmp_path)
     assert r.returncode == 2
     err = r.stderr.strip().splitlines()

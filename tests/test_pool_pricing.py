@@ -27,9 +27,15 @@ class TextGen(FakeGenerator):
     @staticmethod
     def _script(req, i, rng: random.Random):
         n = rng.randint(3, 9)
-        return Completion(text=f"Step {n}.\nThe answer is {n}.", token_ids=[100] * n, finish_reason="stop",
-                          prompt_tokens=len(req.prompt_token_ids), cached_tokens=0 if i == 0 else len(req.prompt_token_ids),
-                          generated_tokens=n, stop_reason="\n")
+        return Completion(
+            text=f"Step {n}.\nThe answer is {n}.",
+            token_ids=[100] * n,
+            finish_reason="stop",
+            prompt_tokens=len(req.prompt_token_ids),
+            cached_tokens=0 if i == 0 else len(req.prompt_token_ids),
+            generated_tokens=n,
+            stop_reason="\n",
+        )
 
 
 class CachingPRM(FakePRM):

@@ -46,8 +46,11 @@ def round_of_requests():
     """Paths of very different lengths from several problems, as one search round sends them."""
     return [
         ScoreRequest("What is 2 + 3?", ["Start with 2.", "Add 3. The answer is 5."], tag="problem a node 1"),
-        ScoreRequest("Start with 17. " * 12 + "What is the result?",
-                     [f"Step {i}: add {i} to get {17 + i}." for i in range(9)], tag="problem b node 4"),
+        ScoreRequest(
+            "Start with 17. " * 12 + "What is the result?",
+            [f"Step {i}: add {i} to get {17 + i}." for i in range(9)],
+            tag="problem b node 4",
+        ),
         ScoreRequest("Tiny?", ["Yes."], tag="problem c node 2"),
         ScoreRequest("What is 9 * 9?", ["9 * 9 = 81.", "The answer is 81.", "Done."], tag="problem a node 3"),
     ]
@@ -150,8 +153,9 @@ def test_judge_asks_one_prompt_per_step(prms):
     assert "Step 1: 9 * 9 = 81." in p and "New step:\nThe answer is 81." in p and "Done." not in p
     assert p.endswith("<|im_start|>assistant\n")
     res = prm.score([req])[0]
-    assert res.prompt_tokens == sum(len(prm.tok(prm.prompt(req.question, req.steps, k),
-                                                 add_special_tokens=False)["input_ids"]) for k in range(3))
+    assert res.prompt_tokens == sum(
+        len(prm.tok(prm.prompt(req.question, req.steps, k), add_special_tokens=False)["input_ids"]) for k in range(3)
+    )
     ids = prm.tok(prm.prompt(req.question, req.steps, 2), add_special_tokens=False)["input_ids"]
     with torch.no_grad():
         last = prm.model(torch.tensor([ids])).logits[0, -1].softmax(-1)
@@ -159,10 +163,17 @@ def test_judge_asks_one_prompt_per_step(prms):
     assert res.scores[2] == pytest.approx(py / (py + pn), abs=1e-5)
 
 
-@pytest.mark.parametrize("key,value,family", [
-    ("tag", " ки x", "step_tag"), ("good", "++ +", "step_tag"), ("tag", "Start with", "mean_logit"),
-    ("separator", "<extra_0><extra_0>", "token_classify"), ("good", "Yes", "judge"), ("bad", "No", "judge"),
-])
+@pytest.mark.parametrize(
+    "key,value,family",
+    [
+        ("tag", " ки x", "step_tag"),
+        ("good", "++ +", "step_tag"),
+        ("tag", "Start with", "mean_logit"),
+        ("separator", "<extra_0><extra_0>", "token_classify"),
+        ("good", "Yes", "judge"),
+        ("bad", "No", "judge"),
+    ],
+)
 def test_multi_token_marker_or_label_is_bad_input(tiny_dir, key, value, family):
     with pytest.raises(BadInput, match=rf"^prm\.{key}: .*{re.escape(repr(value))}"):
         make(tiny_dir, family, **{key: value})
@@ -228,7 +239,9 @@ def test_only_the_bad_step_gets_the_default(tiny_dir, monkeypatch):
 
 
 def test_count_mismatch_from_truncation_raises_or_defaults(tiny_dir):
-    req = ScoreRequest("A question. " * 10, ["first step.", "second step.", "third step."], tag="problem gsm8k-3 node 12")
+    req = ScoreRequest(
+        "A question. " * 10, ["first step.", "second step.", "third step."], tag="problem gsm8k-3 node 12"
+    )
     prm = make(tiny_dir, "step_tag")
     prm.max_length = 12  # the first tags fall off the left end
     with pytest.raises(PRMError, match=r"^problem gsm8k-3 node 12: PRM gave [0-2] scores for 3 steps"):

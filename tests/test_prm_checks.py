@@ -16,7 +16,11 @@ from rebase.errors import PRMError
 from rebase.registry import STRATEGIES
 
 SCORED = ["best_of_n", "weighted_majority", "rebase", "mcts"]
-WHY = {"short": r"gave \d+ scores for \d+ steps", "nan": "non-finite score", "drop": r"returned \d+ results for \d+ paths"}
+WHY = {
+    "short": r"gave \d+ scores for \d+ steps",
+    "nan": "non-finite score",
+    "drop": r"returned \d+ results for \d+ paths",
+}
 
 
 @pytest.mark.parametrize("broken", list(WHY))
@@ -33,4 +37,6 @@ def test_broken_prm_results_raise_naming_the_path(strategy, broken):
 @pytest.mark.parametrize("strategy", SCORED)
 def test_sound_prm_results_pass(strategy):
     res = STRATEGIES.get(strategy)().search(problems(2), 4, make_ctx(FakeGenerator(p_final=0.5), FakePRM()))
-    assert all(c.step_scores is not None and len(c.step_scores) == len(c.steps) for r in res for c in r.candidates if c.steps)
+    assert all(
+        c.step_scores is not None and len(c.step_scores) == len(c.steps) for r in res for c in r.candidates if c.steps
+    )

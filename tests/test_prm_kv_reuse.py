@@ -23,8 +23,13 @@ def tree_rounds(depth: int = 4) -> list[list[ScoreRequest]]:
     extending sibling 0 (as REBASE sends them)."""
     rounds, chosen = [], []
     for d in range(depth):
-        rounds.append([ScoreRequest(q, chosen + [f"{STEPS[d]} (variant {sib})"], tag=f"problem {qi} depth {d + 1} child {sib}")
-                       for qi, q in enumerate(QUESTIONS) for sib in range(2)])
+        rounds.append(
+            [
+                ScoreRequest(q, chosen + [f"{STEPS[d]} (variant {sib})"], tag=f"problem {qi} depth {d + 1} child {sib}")
+                for qi, q in enumerate(QUESTIONS)
+                for sib in range(2)
+            ]
+        )
         chosen = chosen + [f"{STEPS[d]} (variant 0)"]
     return rounds
 

@@ -22,21 +22,25 @@ from reward_models.base import ScoreRequest
 # the engine settings of tests/test_backend_vllm.py: a small KV cache (the machine is shared), no
 # torch.compile warm-up, the engine core in this process
 ENGINE_ARGS = {"kv_cache_memory_bytes": 128 * 1024**2, "max_model_len": 1024, "enforce_eager": True}
-ENGINE_ENV = {"VLLM_HOST_IP": "127.0.0.1", "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
-              "VLLM_CPU_OMP_THREADS_BIND": "nobind"}
+ENGINE_ENV = {"VLLM_HOST_IP": "127.0.0.1", "VLLM_ENABLE_V1_MULTIPROCESSING": "0", "VLLM_CPU_OMP_THREADS_BIND": "nobind"}
 LABELS = {"tag": " ки", "good": "+", "bad": "-", "dtype": "float32"}
 
 
 def _raw(prm: dict) -> dict:
-    return {"models": [{"name": "m", "path": "some/model"}], "prm": prm,
-            "dataset": {"name": "gsm8k"}, "strategies": [{"name": "rebase", "budgets": [4]}]}
+    return {
+        "models": [{"name": "m", "path": "some/model"}],
+        "prm": prm,
+        "dataset": {"name": "gsm8k"},
+        "strategies": [{"name": "rebase", "budgets": [4]}],
+    }
 
 
 def test_vllm_backend_serves_only_step_tag():
     with pytest.raises(BadInput, match=r"^<config>: prm\.backend: vllm serves only step_tag$"):
         load_config(None, raw=_raw({"family": "mean_logit", "path": "p", "tag": " ки", "backend": "vllm"}))
-    cfg = load_config(None, raw=_raw({"family": "step_tag", "path": "p", "backend": "vllm",
-                                      "engine_args": {"max_model_len": 2048}}))
+    cfg = load_config(
+        None, raw=_raw({"family": "step_tag", "path": "p", "backend": "vllm", "engine_args": {"max_model_len": 2048}})
+    )
     assert (cfg.prm.backend, cfg.prm.engine_args) == ("vllm", {"max_model_len": 2048})
     plain = load_config(None, raw=_raw({"family": "step_tag", "path": "p"}))
     assert plain.prm.backend == "transformers"
@@ -50,8 +54,9 @@ def test_vllm_backend_serves_only_step_tag():
 
 def cfg_for(tiny_dir, backend: str, **over) -> PRMConfig:
     extra = {"engine_args": ENGINE_ARGS} if backend == "vllm" else {}
-    return PRMConfig(**{"family": "step_tag", "path": str(tiny_dir / "prm_llama"), "backend": backend,
-                        **LABELS, **extra, **over})
+    return PRMConfig(
+        **{"family": "step_tag", "path": str(tiny_dir / "prm_llama"), "backend": backend, **LABELS, **extra, **over}
+    )
 
 
 @pytest.fixture(scope="module")
@@ -73,8 +78,11 @@ def hf_prm(tiny_dir):
 def round_of_requests() -> list[ScoreRequest]:
     return [
         ScoreRequest("What is 2 + 3?", ["Start with 2.", "Add 3. The answer is 5."], tag="problem a node 1"),
-        ScoreRequest("Start with 17. " * 12 + "What is the result?",
-                     [f"Step {i}: add {i} to get {17 + i}." for i in range(9)], tag="problem b node 4"),
+        ScoreRequest(
+            "Start with 17. " * 12 + "What is the result?",
+            [f"Step {i}: add {i} to get {17 + i}." for i in range(9)],
+            tag="problem b node 4",
+        ),
         ScoreRequest("Tiny?", ["Yes."], tag="problem c node 2"),
         ScoreRequest("Q?", [], tag="problem c node 0"),
         ScoreRequest("What is 9 * 9?", ["9 * 9 = 81 ки.", "The answer is 81.", "Done."], tag="problem a node 3"),
@@ -116,7 +124,9 @@ def test_scores_and_tokens_equal_transformers(vllm_prm, hf_prm, monkeypatch):
 
 @pytest.mark.slow
 def test_truncated_path_errors_and_defaults_like_transformers(vllm_prm, hf_prm, monkeypatch):
-    req = ScoreRequest("A question. " * 10, ["first step.", "second step.", "third step."], tag="problem gsm8k-3 node 12")
+    req = ScoreRequest(
+        "A question. " * 10, ["first step.", "second step.", "third step."], tag="problem gsm8k-3 node 12"
+    )
     for prm in (vllm_prm, hf_prm):
         monkeypatch.setattr(prm, "max_length", 12)  # the first tags fall off the left end
     errors = []
@@ -129,7 +139,11 @@ def test_truncated_path_errors_and_defaults_like_transformers(vllm_prm, hf_prm, 
     for prm in (vllm_prm, hf_prm):
         monkeypatch.setattr(prm, "cfg", prm.cfg.model_copy(update=soft))
     g, w = vllm_prm.score([req])[0], hf_prm.score([req])[0]
-    assert g.scores == pytest.approx(w.scores, abs=1e-4) and g.scores[0] == 0.5 and g.prompt_tokens == w.prompt_tokens == 12
+    assert (
+        g.scores == pytest.approx(w.scores, abs=1e-4)
+        and g.scores[0] == 0.5
+        and g.prompt_tokens == w.prompt_tokens == 12
+    )
 
 
 @pytest.mark.slow

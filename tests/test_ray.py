@@ -32,8 +32,11 @@ def config(tiny_dir, data_dir, **extra) -> dict:
         "models": [{"name": "tiny-llama", "path": str(tiny_dir / "llama")}],
         "prm": {"family": "step_tag", "path": str(tiny_dir / "prm_llama"), "tag": " ки", "good": "+", "bad": "-"},
         "dataset": {"name": "gsm8k", "path": str(data_dir / "gsm8k" / "test.jsonl"), "limit": 6},
-        "strategies": [{"name": "greedy", "budgets": [1]}, {"name": "weighted_majority", "budgets": [1, 4]},
-                       {"name": "rebase", "budgets": [4]}],
+        "strategies": [
+            {"name": "greedy", "budgets": [1]},
+            {"name": "weighted_majority", "budgets": [1, 4]},
+            {"name": "rebase", "budgets": [4]},
+        ],
         "sampling": {"max_tokens": 24, "max_step_tokens": 12, "temperature": 1.0},
         "batch_problems": 2,
     }
@@ -172,9 +175,13 @@ def test_a_bug_inside_a_ray_actor_stops_the_sweep_with_its_traceback(tmp_path):
     PYTHONPATH the Ray workers inherit). One actor takes the batches in plan order: the first
     batch's records are written, the second batch raises inside the actor's worker."""
     site = make_plugin(tmp_path / "site", "buggy-plugin", "buggy_plugin", BUGGY_PLUGIN)
-    cfg = {"models": [{"name": "arith-s", "path": "package:rebase.demo/models/arith-s"}],
-           "dataset": {"name": "four_sums"}, "strategies": [{"name": "buggy_greedy", "budgets": [1]}],
-           "sampling": {"max_tokens": 32}, "batch_problems": 2}
+    cfg = {
+        "models": [{"name": "arith-s", "path": "package:rebase.demo/models/arith-s"}],
+        "dataset": {"name": "four_sums"},
+        "strategies": [{"name": "buggy_greedy", "budgets": [1]}],
+        "sampling": {"max_tokens": 32},
+        "batch_problems": 2,
+    }
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg), encoding="utf-8")
     env = {"REBASE_RAY_CPUS": "2", "REBASE_RAY_OBJECT_STORE_MB": "200", "REBASE_RAY_WORKERS": "1"}
     r = rebase_cli(["sweep", "c.yaml", "--out", "out", "--no-progress", "--ray"], site, tmp_path, env=env)

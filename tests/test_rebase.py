@@ -57,8 +57,11 @@ def test_allocation_edge_cases():
 
 
 @settings(max_examples=60, derandomize=True, deadline=None)
-@given(budget=st.integers(1, 40), rewards=st.lists(st.floats(0, 1), min_size=1, max_size=12),
-       t_b=st.sampled_from([0.01, 0.1, 0.2, 1.0, 10.0]))
+@given(
+    budget=st.integers(1, 40),
+    rewards=st.lists(st.floats(0, 1), min_size=1, max_size=12),
+    t_b=st.sampled_from([0.01, 0.1, 0.2, 1.0, 10.0]),
+)
 def test_sequential_ceil_spends_exactly_the_budget(budget, rewards, t_b):
     alloc = allocate(budget, rewards, t_b)
     assert sum(alloc) == budget and min(alloc) >= 0
@@ -83,8 +86,14 @@ def _worked_tree_generator():
     def script(req, i, rng):
         deeper = req.prompt_token_ids[-1] == DELIM_ID
         text = f"The answer is {i}." if deeper else "abcd"[i % 4]
-        return Completion(text=text, token_ids=[100 + i, DELIM_ID], finish_reason="stop",
-                          prompt_tokens=len(req.prompt_token_ids), cached_tokens=0, generated_tokens=2)
+        return Completion(
+            text=text,
+            token_ids=[100 + i, DELIM_ID],
+            finish_reason="stop",
+            prompt_tokens=len(req.prompt_token_ids),
+            cached_tokens=0,
+            generated_tokens=2,
+        )
 
     return FakeGenerator(script=script), FakePRM(fixed=dict(zip("abcd", REWARDS)))
 
@@ -131,17 +140,42 @@ def _check_tree(res, budget, ctx, rounding):
 
 
 @settings(max_examples=100, derandomize=True, deadline=None)
-@given(budget=st.integers(1, 10), n_problems=st.integers(1, 3), seed=st.integers(0, 10**6),
-       prm_seed=st.integers(0, 100), p_final=st.floats(0, 0.6), p_eos=st.floats(0, 0.2),
-       p_length=st.floats(0, 0.3), max_depth=st.integers(1, 6), max_tokens=st.integers(4, 40),
-       max_step_tokens=st.integers(1, 10), t_b=st.sampled_from([0.05, 0.1, 0.2, 1.0]),
-       reward=st.sampled_from(["last", "min", "prod", "mean"]), rounding=st.sampled_from(["sequential_ceil", "round"]))
-def test_random_trees_keep_the_budget(budget, n_problems, seed, prm_seed, p_final, p_eos, p_length, max_depth,
-                                      max_tokens, max_step_tokens, t_b, reward, rounding):
+@given(
+    budget=st.integers(1, 10),
+    n_problems=st.integers(1, 3),
+    seed=st.integers(0, 10**6),
+    prm_seed=st.integers(0, 100),
+    p_final=st.floats(0, 0.6),
+    p_eos=st.floats(0, 0.2),
+    p_length=st.floats(0, 0.3),
+    max_depth=st.integers(1, 6),
+    max_tokens=st.integers(4, 40),
+    max_step_tokens=st.integers(1, 10),
+    t_b=st.sampled_from([0.05, 0.1, 0.2, 1.0]),
+    reward=st.sampled_from(["last", "min", "prod", "mean"]),
+    rounding=st.sampled_from(["sequential_ceil", "round"]),
+)
+def test_random_trees_keep_the_budget(
+    budget,
+    n_problems,
+    seed,
+    prm_seed,
+    p_final,
+    p_eos,
+    p_length,
+    max_depth,
+    max_tokens,
+    max_step_tokens,
+    t_b,
+    reward,
+    rounding,
+):
     gen = FakeGenerator(p_final=p_final, p_eos=p_eos, p_length=p_length, max_len=12)
     prm = FakePRM(seed=prm_seed)
     ctx = make_ctx(gen, prm, seed=seed, max_depth=max_depth, max_tokens=max_tokens, max_step_tokens=max_step_tokens)
-    results = Rebase(balance_temperature=t_b, reward=reward, rounding=rounding).search(problems(n_problems), budget, ctx)
+    results = Rebase(balance_temperature=t_b, reward=reward, rounding=rounding).search(
+        problems(n_problems), budget, ctx
+    )
     for res in results:
         _check_tree(res, budget, ctx, rounding)
     assert gen.calls == prm.calls == max(r.info["rounds"] for r in results) <= max_depth
@@ -188,8 +222,15 @@ def test_beam_allocation():
 
 
 @settings(max_examples=40, derandomize=True, deadline=None)
-@given(budget=st.integers(1, 10), width=st.integers(1, 5), seed=st.integers(0, 10**6), p_final=st.floats(0, 0.6),
-       p_length=st.floats(0, 0.3), max_depth=st.integers(1, 6), max_tokens=st.integers(4, 40))
+@given(
+    budget=st.integers(1, 10),
+    width=st.integers(1, 5),
+    seed=st.integers(0, 10**6),
+    p_final=st.floats(0, 0.6),
+    p_length=st.floats(0, 0.3),
+    max_depth=st.integers(1, 6),
+    max_tokens=st.integers(4, 40),
+)
 def test_beam_search_keeps_the_budget(budget, width, seed, p_final, p_length, max_depth, max_tokens):
     from strategies.beam import BeamSearch
 

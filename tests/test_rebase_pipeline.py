@@ -60,11 +60,18 @@ def run(world, pipeline: bool, batch_tokens: int):
     gen.cfg = gen.cfg.model_copy(update={"batch_tokens": batch_tokens})
     gen.prefix_cache.clear()
     counting = Counting(gen)
-    ctx = SearchContext(generator=counting, prm=prm, prompts=prompts, dataset="gsm8k", seed=5,
-                        sampling=SamplingConfig(temperature=1.0, max_step_tokens=6, max_tokens=30, max_depth=5))
+    ctx = SearchContext(
+        generator=counting,
+        prm=prm,
+        prompts=prompts,
+        dataset="gsm8k",
+        seed=5,
+        sampling=SamplingConfig(temperature=1.0, max_step_tokens=6, max_tokens=30, max_depth=5),
+    )
     results = Rebase(balance_temperature=0.2, pipeline=pipeline).search(problems, 6, ctx)
-    trees = [[(n.id, n.parent, n.text, n.token_ids, n.allocation, n.finished, n.truncated) for n in r.nodes]
-             for r in results]
+    trees = [
+        [(n.id, n.parent, n.text, n.token_ids, n.allocation, n.finished, n.truncated) for n in r.nodes] for r in results
+    ]
     scores = [[n.step_scores for n in r.nodes] for r in results]
     return trees, scores, counting, results
 
@@ -81,5 +88,7 @@ def test_pipelined_rebase_grows_the_same_trees_as_lock_step(world, batch_tokens)
     assert lc.calls == max(r.info["rounds"] for r in lres) > 1
     assert pc.calls == 1 and pc.refills >= max(r.info["rounds"] for r in pres) - 1
     for r in pres:
-        assert sum(1 for n in r.nodes[1:] if (n.finished or n.truncated) and not any(
-            m.parent == n.id for m in r.nodes)) == 6  # exactly N terminal leaves
+        assert (
+            sum(1 for n in r.nodes[1:] if (n.finished or n.truncated) and not any(m.parent == n.id for m in r.nodes))
+            == 6
+        )  # exactly N terminal leaves

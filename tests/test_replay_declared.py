@@ -21,25 +21,64 @@ from fakes import make_ctx
 
 def nodes():
     mk = dict(token_ids=[], reward=None, finish_reason="stop", allocation=0, visits=0, value=0.0)
-    return [Node(id=0, parent=None, depth=0, text="prompt", step_scores=[], finished=False, truncated=False,
-                 path_tokens=0, **mk),
-            Node(id=1, parent=0, depth=1, text="2 + 2 = 4\nThe answer is 4", step_scores=[0.5, 0.9], finished=True,
-                 truncated=False, path_tokens=6, **mk),
-            Node(id=2, parent=0, depth=1, text="2 + 3 = 5", step_scores=[0.2], finished=False, truncated=False,
-                 path_tokens=4, **mk)]
+    return [
+        Node(
+            id=0,
+            parent=None,
+            depth=0,
+            text="prompt",
+            step_scores=[],
+            finished=False,
+            truncated=False,
+            path_tokens=0,
+            **mk,
+        ),
+        Node(
+            id=1,
+            parent=0,
+            depth=1,
+            text="2 + 2 = 4\nThe answer is 4",
+            step_scores=[0.5, 0.9],
+            finished=True,
+            truncated=False,
+            path_tokens=6,
+            **mk,
+        ),
+        Node(
+            id=2,
+            parent=0,
+            depth=1,
+            text="2 + 3 = 5",
+            step_scores=[0.2],
+            finished=False,
+            truncated=False,
+            path_tokens=4,
+            **mk,
+        ),
+    ]
 
 
-@pytest.mark.parametrize("stem, name", [
-    ("rebase-b4-s0", "rebase"), ("best_of_n-b16-s2", "best_of_n"), ("mcts-b8-s0-wide", "mcts"),
-    ("pool-b16-s0", POOL_SEARCH), ("pool-b16-s1-t0.7-hot", POOL_SEARCH), ("my-search-b2-s0", "my-search"),
-])
+@pytest.mark.parametrize(
+    "stem, name",
+    [
+        ("rebase-b4-s0", "rebase"),
+        ("best_of_n-b16-s2", "best_of_n"),
+        ("mcts-b8-s0-wide", "mcts"),
+        ("pool-b16-s0", POOL_SEARCH),
+        ("pool-b16-s1-t0.7-hot", POOL_SEARCH),
+        ("my-search-b2-s0", "my-search"),
+    ],
+)
 def test_search_of_inverts_unit_label(stem, name):
     assert search_of(stem) == name
 
 
 def test_search_of_reads_every_label_the_planner_writes():
-    for unit in (Unit("adaptive_majority", 32, 3, None), Unit("rebase", 4, 0, None, tag="b-4-s-1"),
-                 Unit(POOL_SEARCH, 64, 1, 0.7, pool=True)):
+    for unit in (
+        Unit("adaptive_majority", 32, 3, None),
+        Unit("rebase", 4, 0, None, tag="b-4-s-1"),
+        Unit(POOL_SEARCH, 64, 1, 0.7, pool=True),
+    ):
         assert search_of(unit.label) == unit.strategy
 
 

@@ -56,17 +56,36 @@ def make_records() -> list[dict]:
                     for i in range(10):
                         gen, prm = 100 * b, (0 if strat == "majority" else 120 * b)
                         err = "PRM returned NaN" if (model, strat, b, seed, f"p{i}") == FAILED else None
-                        recs.append({
-                            "model": model, "dataset": "arith", "problem_id": f"p{i}",
-                            "strategy": strat, "aggregator": agg, "budget": b, "seed": seed,
-                            "model_params": n, "level": 1 + i % 3, "reduction": "last",
-                            "answer": "1", "gold": "1", "correct": float(i < k),
-                            "n_candidates": b, "n_finished": b, "n_truncated": 0,
-                            "policy_prompt_tokens": 20, "policy_cached_tokens": 0,
-                            "policy_generated_tokens": gen, "prm_tokens": prm,
-                            "flops_paper": 2 * n * gen, "flops_policy": 2.2 * n * gen,
-                            "flops_total": 2.2 * n * gen + 4e6 * prm, "wall_s": 0.01,
-                            "subsets": 1, "error": err})
+                        recs.append(
+                            {
+                                "model": model,
+                                "dataset": "arith",
+                                "problem_id": f"p{i}",
+                                "strategy": strat,
+                                "aggregator": agg,
+                                "budget": b,
+                                "seed": seed,
+                                "model_params": n,
+                                "level": 1 + i % 3,
+                                "reduction": "last",
+                                "answer": "1",
+                                "gold": "1",
+                                "correct": float(i < k),
+                                "n_candidates": b,
+                                "n_finished": b,
+                                "n_truncated": 0,
+                                "policy_prompt_tokens": 20,
+                                "policy_cached_tokens": 0,
+                                "policy_generated_tokens": gen,
+                                "prm_tokens": prm,
+                                "flops_paper": 2 * n * gen,
+                                "flops_policy": 2.2 * n * gen,
+                                "flops_total": 2.2 * n * gen + 4e6 * prm,
+                                "wall_s": 0.01,
+                                "subsets": 1,
+                                "error": err,
+                            }
+                        )
     return recs
 
 
@@ -99,9 +118,16 @@ def test_summary_and_files(report):
     assert summary["flops_view"] == "paper"  # from config.json
     assert summary["records"] == 2 * 3 * 5 * 2 * 10
     assert summary["failures"] == 1 and summary["skipped_lines"] == 1
-    for name in ("curves.csv", "pareto.csv", "levels.csv", "scaling_fit.json",
-                 "accuracy_vs_flops.png", "optimal_model_size.png", "accuracy_by_level.png",
-                 "index.html"):
+    for name in (
+        "curves.csv",
+        "pareto.csv",
+        "levels.csv",
+        "scaling_fit.json",
+        "accuracy_vs_flops.png",
+        "optimal_model_size.png",
+        "accuracy_by_level.png",
+        "index.html",
+    ):
         path = run / "report" / name
         assert path.is_file() and path.stat().st_size > 200, name
         assert summary["files"][name] == str(path)
@@ -140,14 +166,23 @@ def test_pareto_and_optimal_fit_by_hand(report):
     run, _ = report
     fr = pd.read_csv(run / "report" / "pareto.csv")
     got = list(zip(fr.model, fr.strategy, fr.budget))
-    assert got == [("small", "rebase", 1), ("small", "rebase", 2), ("large", "rebase", 1),
-                   ("large", "rebase", 2), ("large", "rebase", 4), ("large", "rebase", 8),
-                   ("large", "rebase", 16)]
+    assert got == [
+        ("small", "rebase", 1),
+        ("small", "rebase", 2),
+        ("large", "rebase", 1),
+        ("large", "rebase", 2),
+        ("large", "rebase", 4),
+        ("large", "rebase", 8),
+        ("large", "rebase", 16),
+    ]
     # Brute force over all points agrees.
     cur = pd.read_csv(run / "report" / "curves.csv")
     f, a = cur.flops_paper.to_numpy(), cur.accuracy.to_numpy()
-    brute = [i for i in range(len(cur)) if not any(
-        f[j] <= f[i] and a[j] >= a[i] and (f[j] < f[i] or a[j] > a[i]) for j in range(len(cur)))]
+    brute = [
+        i
+        for i in range(len(cur))
+        if not any(f[j] <= f[i] and a[j] >= a[i] and (f[j] < f[i] or a[j] > a[i]) for j in range(len(cur)))
+    ]
     assert sorted(zip(cur.flops_paper[brute], cur.accuracy[brute])) == list(zip(fr.flops_paper, fr.accuracy))
     fits = json.loads((run / "report" / "scaling_fit.json").read_text())
     opt = fits["compute_optimal"][0]
@@ -156,9 +191,18 @@ def test_pareto_and_optimal_fit_by_hand(report):
     # log10 C* = a log10 N + b through (1e6, 2e8) and (4e6, 8e8): a = 1, b = log10(200).
     assert opt["fit"]["a"] == pytest.approx(1.0) and opt["fit"]["b"] == pytest.approx(math.log10(200))
     assert opt["grid"][0]["model"] == "small" and opt["grid"][-1]["model"] == "large"
-    assert fits["failures"] == [{"model": "small", "dataset": "arith", "strategy": "rebase",
-                                 "aggregator": "weighted_majority", "budget": 16, "seed": 1,
-                                 "problem_id": "p0", "error": "PRM returned NaN"}]
+    assert fits["failures"] == [
+        {
+            "model": "small",
+            "dataset": "arith",
+            "strategy": "rebase",
+            "aggregator": "weighted_majority",
+            "budget": 16,
+            "seed": 1,
+            "problem_id": "p0",
+            "error": "PRM returned NaN",
+        }
+    ]
     assert len(fits["curve_fits"]) == 6
     assert {c["form"] for c in fits["curve_fits"]} <= {"saturating", "linear"}
     lev = pd.read_csv(run / "report" / "levels.csv")
@@ -200,12 +244,13 @@ def test_bad_inputs(tmp_path):
 def test_total_view_without_torch(tmp_path):
     """The report runs from records alone: no torch import, default view `total` without config."""
     run = write_run(tmp_path, make_records(), view=None, torn=False)
-    code = ("import sys, warnings; from pathlib import Path; from eval.report import write_report; "
-            f"s = write_report(Path({str(run)!r})); "
-            "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, 'heavy import'; "
-            "print(s['flops_view'])")
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
-                         timeout=120)
+    code = (
+        "import sys, warnings; from pathlib import Path; from eval.report import write_report; "
+        f"s = write_report(Path({str(run)!r})); "
+        "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, 'heavy import'; "
+        "print(s['flops_view'])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "total"
     fr = pd.read_csv(run / "report" / "pareto.csv")
@@ -224,10 +269,21 @@ def test_html_renders_in_chromium(report, tmp_path):
     text = page.read_text()
     assert 'src="accuracy_vs_flops.png"' in text and "<table" in text and "PRM returned NaN" in text
     shot = tmp_path / "shot.png"
-    cmd = [str(chromium), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-           "--no-first-run", "--disable-background-networking", "--disable-component-update",
-           "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}",
-           "--window-size=1280,2000", page.resolve().as_uri()]
+    cmd = [
+        str(chromium),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        f"--screenshot={shot}",
+        "--window-size=1280,2000",
+        page.resolve().as_uri(),
+    ]
     subprocess.run(cmd, capture_output=True, timeout=90)
     assert shot.is_file() and shot.stat().st_size > 20_000
     img = mpimg.imread(shot)
@@ -242,10 +298,23 @@ def test_two_datasets_without_levels_or_sizes(tmp_path):
     for ds, shift in (("gsm8k", 0), ("math500", 1)):
         for b in (1, 4):
             for i in range(4):
-                recs.append({"model": "m", "dataset": ds, "problem_id": f"q{i}", "strategy": "majority",
-                             "aggregator": "majority", "budget": b, "seed": 0,
-                             "correct": i < b - shift, "flops_paper": 10.0 * b, "flops_policy": 11.0 * b,
-                             "flops_total": 11.0 * b, "policy_generated_tokens": b, "prm_tokens": 0})
+                recs.append(
+                    {
+                        "model": "m",
+                        "dataset": ds,
+                        "problem_id": f"q{i}",
+                        "strategy": "majority",
+                        "aggregator": "majority",
+                        "budget": b,
+                        "seed": 0,
+                        "correct": i < b - shift,
+                        "flops_paper": 10.0 * b,
+                        "flops_policy": 11.0 * b,
+                        "flops_total": 11.0 * b,
+                        "policy_generated_tokens": b,
+                        "prm_tokens": 0,
+                    }
+                )
     run = tmp_path / "r"
     run.mkdir()
     (run / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))

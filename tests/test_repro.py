@@ -58,8 +58,10 @@ def records(out: Path) -> list[str]:
 
 
 def trees(out: Path) -> dict[str, list[str]]:
-    return {str(f.relative_to(out)): sorted(f.read_text(encoding="utf-8").splitlines())
-            for f in sorted((out / "trees").rglob("*.jsonl"))}
+    return {
+        str(f.relative_to(out)): sorted(f.read_text(encoding="utf-8").splitlines())
+        for f in sorted((out / "trees").rglob("*.jsonl"))
+    }
 
 
 def test_same_config_and_seed_repeat_exactly(tmp_path, tiny_dir, data_dir):
@@ -76,10 +78,12 @@ def test_same_config_and_seed_repeat_exactly(tmp_path, tiny_dir, data_dir):
 
     # a different seed must change something, or the test above could pass on constant output
     other = run(tmp_path, dict(cfg, seeds=[8]), "c")
-    strip_seed = [json.dumps({k: v for k, v in json.loads(r).items() if k != "seed"}, sort_keys=True)
-                  for r in records(other)]
-    assert sorted(strip_seed) != sorted(json.dumps({k: v for k, v in json.loads(r).items() if k != "seed"},
-                                                   sort_keys=True) for r in ra)
+    strip_seed = [
+        json.dumps({k: v for k, v in json.loads(r).items() if k != "seed"}, sort_keys=True) for r in records(other)
+    ]
+    assert sorted(strip_seed) != sorted(
+        json.dumps({k: v for k, v in json.loads(r).items() if k != "seed"}, sort_keys=True) for r in ra
+    )
 
 
 def test_batch_size_does_not_change_records(tmp_path, tiny_dir, data_dir):
@@ -116,8 +120,14 @@ def test_fresh_processes_with_different_hash_seeds_agree(tmp_path, tiny_dir, dat
     for hs in ("1", "2"):
         out = tmp_path / f"h{hs}"
         env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONHASHSEED=hs, PYTHONPATH=str(ROOT))
-        proc = subprocess.run([sys.executable, "-m", "rebase.cli", "run", str(p), "--out", str(out), "--no-progress"],
-                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+        proc = subprocess.run(
+            [sys.executable, "-m", "rebase.cli", "run", str(p), "--out", str(out), "--no-progress"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert proc.returncode == 0, proc.stderr[-2000:]
         outs.append(out)
     assert records(outs[0]) == records(outs[1])

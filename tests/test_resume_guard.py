@@ -37,10 +37,12 @@ ROWS = [("Start with 3. Add 4.", "7"), ("Start with 5. Add 1.", "6"), ("Start wi
 
 
 def base_cfg(data: str) -> dict:
-    return {"models": [{"name": "s", "path": ARITH_S}],
-            "dataset": {"name": "gsm8k", "path": data},
-            "strategies": [{"name": "greedy"}, {"name": "majority", "budgets": [2], "temperature": 0.7}],
-            "sampling": {"max_tokens": 24, "max_step_tokens": 12}}
+    return {
+        "models": [{"name": "s", "path": ARITH_S}],
+        "dataset": {"name": "gsm8k", "path": data},
+        "strategies": [{"name": "greedy"}, {"name": "majority", "budgets": [2], "temperature": 0.7}],
+        "sampling": {"max_tokens": 24, "max_step_tokens": 12},
+    }
 
 
 def write(tmp_path: Path, d: dict) -> str:
@@ -75,10 +77,15 @@ def fresh_copy(done: tuple[Path, str], tmp_path: Path) -> tuple[Path, str]:
 
 # -- the fingerprint itself -----------------------------------------------------------------------------
 
-BASE = {"models": [{"name": "m", "path": "org/a"}],
-        "prm": {"family": "step_tag", "path": "org/prm", "tag": " ки", "good": "+", "bad": "-"},
-        "dataset": {"name": "gsm8k", "path": "d.jsonl", "limit": 5},
-        "strategies": [{"name": "majority", "budgets": [1, 4]}, {"name": "rebase", "budgets": [4], "balance_temperature": 0.1}]}
+BASE = {
+    "models": [{"name": "m", "path": "org/a"}],
+    "prm": {"family": "step_tag", "path": "org/prm", "tag": " ки", "good": "+", "bad": "-"},
+    "dataset": {"name": "gsm8k", "path": "d.jsonl", "limit": 5},
+    "strategies": [
+        {"name": "majority", "budgets": [1, 4]},
+        {"name": "rebase", "budgets": [4], "balance_temperature": 0.1},
+    ],
+}
 
 
 def cfg_of(mutate=None):
@@ -88,43 +95,52 @@ def cfg_of(mutate=None):
     return load_config(None, raw=d)
 
 
-@pytest.mark.parametrize("mutate, key", [
-    (lambda d: d["models"][0].update(path="org/b"), "models.m.path"),
-    (lambda d: d["models"][0].update(dtype="bfloat16"), "models.m.dtype"),
-    (lambda d: d["models"][0].update(chat_template=False), "models.m.chat_template"),
-    (lambda d: d["models"][0].update(backend="vllm", engine_args={"quantization": "fp8"}), "models.m.backend"),
-    (lambda d: d["strategies"][1].update(balance_temperature=0.2), "strategies.rebase.balance_temperature"),
-    (lambda d: d["strategies"][1].update(temperature=0.5), "strategies.rebase.temperature"),
-    (lambda d: d["strategies"][0].update(reduction="min"), "strategies.majority.reduction"),
-    (lambda d: d.update(sampling={"max_tokens": 512}), "sampling.max_tokens"),
-    (lambda d: d.update(prompt={"instruction": "Solve {question}"}), "prompt.instruction"),
-    (lambda d: d["prm"].update(path="org/prm2"), "prm.path"),
-    (lambda d: d.pop("prm") and d.update(strategies=[{"name": "majority", "budgets": [1]}]), "prm.family"),
-    (lambda d: d["dataset"].update(path="other.jsonl"), "dataset.path"),
-    (lambda d: d.update(include_truncated=True), "include_truncated"),
-    (lambda d: d.update(invalid_votes=True), "invalid_votes"),
-    (lambda d: d.update(sample_reuse=False), "sample_reuse"),
-])
+@pytest.mark.parametrize(
+    "mutate, key",
+    [
+        (lambda d: d["models"][0].update(path="org/b"), "models.m.path"),
+        (lambda d: d["models"][0].update(dtype="bfloat16"), "models.m.dtype"),
+        (lambda d: d["models"][0].update(chat_template=False), "models.m.chat_template"),
+        (lambda d: d["models"][0].update(backend="vllm", engine_args={"quantization": "fp8"}), "models.m.backend"),
+        (lambda d: d["strategies"][1].update(balance_temperature=0.2), "strategies.rebase.balance_temperature"),
+        (lambda d: d["strategies"][1].update(temperature=0.5), "strategies.rebase.temperature"),
+        (lambda d: d["strategies"][0].update(reduction="min"), "strategies.majority.reduction"),
+        (lambda d: d.update(sampling={"max_tokens": 512}), "sampling.max_tokens"),
+        (lambda d: d.update(prompt={"instruction": "Solve {question}"}), "prompt.instruction"),
+        (lambda d: d["prm"].update(path="org/prm2"), "prm.path"),
+        (lambda d: d.pop("prm") and d.update(strategies=[{"name": "majority", "budgets": [1]}]), "prm.family"),
+        (lambda d: d["dataset"].update(path="other.jsonl"), "dataset.path"),
+        (lambda d: d.update(include_truncated=True), "include_truncated"),
+        (lambda d: d.update(invalid_votes=True), "invalid_votes"),
+        (lambda d: d.update(sample_reuse=False), "sample_reuse"),
+    ],
+)
 def test_every_record_changing_setting_is_fingerprinted(mutate, key):
     assert first_difference(fingerprint(cfg_of()), fingerprint(cfg_of(mutate))) == key
 
 
-@pytest.mark.parametrize("mutate", [
-    lambda d: d["models"].append({"name": "m2", "path": "org/c"}),
-    lambda d: d["strategies"][0].update(budgets=[1, 4, 16]),
-    lambda d: d["strategies"].append({"name": "mcts", "budgets": [8]}),
-    lambda d: d.update(seeds=[0, 1]),
-    lambda d: d["dataset"].update(limit=50),
-    lambda d: d.update(batch_problems=4, save_trees=False),
-    lambda d: d["prm"].update(backend="vllm"),
-    lambda d: d["strategies"][1].update(balance_temperature=0.1, rounding="sequential_ceil"),  # the defaults, spelt out
-    lambda d: d["strategies"][1].update(temperature=1.0),  # the sampling temperature, spelt out
-])
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda d: d["models"].append({"name": "m2", "path": "org/c"}),
+        lambda d: d["strategies"][0].update(budgets=[1, 4, 16]),
+        lambda d: d["strategies"].append({"name": "mcts", "budgets": [8]}),
+        lambda d: d.update(seeds=[0, 1]),
+        lambda d: d["dataset"].update(limit=50),
+        lambda d: d.update(batch_problems=4, save_trees=False),
+        lambda d: d["prm"].update(backend="vllm"),
+        lambda d: d["strategies"][1].update(
+            balance_temperature=0.1, rounding="sequential_ceil"
+        ),  # the defaults, spelt out
+        lambda d: d["strategies"][1].update(temperature=1.0),  # the sampling temperature, spelt out
+    ],
+)
 def test_growing_the_grid_is_not_a_difference(mutate):
     assert first_difference(fingerprint(cfg_of()), fingerprint(cfg_of(mutate))) is None
 
 
 # -- the sweep refuses ----------------------------------------------------------------------------------
+
 
 def test_another_model_under_the_same_name_is_refused(tmp_path, capsys, done):
     out, data = fresh_copy(done, tmp_path)
@@ -132,7 +148,7 @@ def test_another_model_under_the_same_name_is_refused(tmp_path, capsys, done):
     d = base_cfg(data)
     d["models"][0]["path"] = ARITH_M
     code, err = sweep(capsys, tmp_path, d, out)
-    assert code == 2 and f"models.s.path = \"{ARITH_S}\", this config has \"{ARITH_M}\"" in err, err
+    assert code == 2 and f'models.s.path = "{ARITH_S}", this config has "{ARITH_M}"' in err, err
     assert (out / "results.jsonl").read_bytes() == before
 
 
@@ -184,6 +200,7 @@ def test_a_config_json_from_before_fingerprints_still_resumes(tmp_path, capsys, 
 
 # -- problems ---------------------------------------------------------------------------------------
 
+
 def test_records_carry_the_problem_hash(done):
     from eval.records import problem_hash
 
@@ -206,13 +223,18 @@ def test_an_edited_data_file_is_caught_on_resume(tmp_path, capsys, done, edit):
 
 
 def test_duplicate_problem_ids_are_refused(tmp_path, capsys):
-    rows = [{"unique_id": "alg/1.json", "problem": "1+1?", "answer": "2"},
-            {"unique_id": "alg/2.json", "problem": "2+2?", "answer": "4"},
-            {"unique_id": "alg/1.json", "problem": "3+3?", "answer": "6"}]
+    rows = [
+        {"unique_id": "alg/1.json", "problem": "1+1?", "answer": "2"},
+        {"unique_id": "alg/2.json", "problem": "2+2?", "answer": "4"},
+        {"unique_id": "alg/1.json", "problem": "3+3?", "answer": "6"},
+    ]
     data = tmp_path / "m.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    d = {"models": [{"name": "s", "path": ARITH_S}], "dataset": {"name": "math500", "path": str(data)},
-         "strategies": [{"name": "greedy"}]}
+    d = {
+        "models": [{"name": "s", "path": ARITH_S}],
+        "dataset": {"name": "math500", "path": str(data)},
+        "strategies": [{"name": "greedy"}],
+    }
     code, err = sweep(capsys, tmp_path, d, tmp_path / "out")
     assert code == 2 and "problem id 'alg/1.json' appears twice (problems 1 and 3)" in err
     assert not (tmp_path / "out").exists()
@@ -221,13 +243,18 @@ def test_duplicate_problem_ids_are_refused(tmp_path, capsys):
 def test_labelled_entries_of_one_strategy_both_keep_their_records(tmp_path, capsys, done):
     _, data = done
     d = base_cfg(data)
-    d["strategies"] = [{"name": "majority", "budgets": [2], "temperature": 0.7, "label": "maj-t0.7"},
-                       {"name": "majority", "budgets": [2], "temperature": 1.0, "label": "maj-t1.0"}]
+    d["strategies"] = [
+        {"name": "majority", "budgets": [2], "temperature": 0.7, "label": "maj-t0.7"},
+        {"name": "majority", "budgets": [2], "temperature": 1.0, "label": "maj-t1.0"},
+    ]
     out = tmp_path / "out"
     assert sweep(capsys, tmp_path, d, out)[0] == 0
     recs = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
     assert sorted({r["strategy"] for r in recs}) == ["maj-t0.7", "maj-t1.0"] and len(recs) == 2 * len(ROWS)
     d["strategies"][1]["label"] = "MAJ-T0.7"
-    with pytest.raises(BadInput, match="strategies.1.label: duplicate strategy label 'MAJ-T0.7' "
-                                       r"\(as strategies.0.label"):
+    with pytest.raises(
+        BadInput,
+        match="strategies.1.label: duplicate strategy label 'MAJ-T0.7' "
+        r"\(as strategies.0.label",
+    ):
         load_config(write(tmp_path, d))

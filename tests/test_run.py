@@ -22,8 +22,8 @@ def config(tiny_dir, data_dir, **extra):
         "models": [{"name": "tiny-llama", "path": str(tiny_dir / "llama")}],
         "prm": {"family": "step_tag", "path": str(tiny_dir / "prm_llama"), "tag": " ки", "good": "+", "bad": "-"},
         "dataset": {"name": "gsm8k", "path": str(data_dir / "gsm8k" / "test.jsonl"), "limit": 20},
-        "strategies": [{"name": "greedy", "budgets": [1]}] + [
-            {"name": n, "budgets": [1, 4, 16]} for n in ("majority", "best_of_n", "weighted_majority")],
+        "strategies": [{"name": "greedy", "budgets": [1]}]
+        + [{"name": n, "budgets": [1, 4, 16]} for n in ("majority", "best_of_n", "weighted_majority")],
         "sampling": {"max_tokens": 24, "max_step_tokens": 12, "temperature": 1.0},
         "batch_problems": 10,
     }
@@ -80,7 +80,8 @@ def test_run_without_sample_reuse_generates_independently(tmp_path, tiny_dir, da
     assert code == 0 and len(recs) == 6
     assert {r["subsets"] for r in recs} == {1}
     assert sum(r["policy_generated_tokens"] for r in recs if r["budget"] == 4) > sum(
-        r["policy_generated_tokens"] for r in recs if r["budget"] == 1)
+        r["policy_generated_tokens"] for r in recs if r["budget"] == 1
+    )
 
 
 def test_run_refuses_existing_results_and_bad_config(tmp_path, tiny_dir, data_dir, capsys):
@@ -93,7 +94,10 @@ def test_run_refuses_existing_results_and_bad_config(tmp_path, tiny_dir, data_di
     assert "already holds results" in capsys.readouterr().err
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump(dict(cfg, strategies=[{"name": "beam", "budgets": [2]}])))
-    out = subprocess.run([sys.executable, "-m", "rebase.cli", "run", str(bad), "--out", str(tmp_path / "nope")],
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "rebase.cli", "run", str(bad), "--out", str(tmp_path / "nope")],
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode == 2 and "unknown strategy 'beam'" in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1 and not (tmp_path / "nope").exists()

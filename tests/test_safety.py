@@ -24,9 +24,16 @@ PACKAGES = ("rebase", "eval", "strategies", "reward_models")
 
 
 def test_only_safe_yaml_loading_in_the_packages():
-    unsafe = re.compile(r"yaml\.(load|unsafe_load|full_load|load_all|unsafe_load_all)\s*\(|yaml\.(Unsafe|Full)?Loader\b")
-    hits = [f"{f.relative_to(ROOT)}:{i}" for pkg in PACKAGES for f in sorted((ROOT / pkg).rglob("*.py"))
-            for i, line in enumerate(f.read_text(encoding="utf-8").splitlines(), 1) if unsafe.search(line)]
+    unsafe = re.compile(
+        r"yaml\.(load|unsafe_load|full_load|load_all|unsafe_load_all)\s*\(|yaml\.(Unsafe|Full)?Loader\b"
+    )
+    hits = [
+        f"{f.relative_to(ROOT)}:{i}"
+        for pkg in PACKAGES
+        for f in sorted((ROOT / pkg).rglob("*.py"))
+        for i, line in enumerate(f.read_text(encoding="utf-8").splitlines(), 1)
+        if unsafe.search(line)
+    ]
     assert not hits, hits
 
 
@@ -61,6 +68,7 @@ def test_loaders_pass_trust_remote_code_false(tiny_dir, monkeypatch):
         def wrapped(*args, **kwargs):
             seen.append((cls_name, kwargs.get("trust_remote_code", "absent")))
             return real(*args, **kwargs)
+
         return wrapped
 
     for name in ("AutoTokenizer", "AutoModelForCausalLM", "AutoConfig"):

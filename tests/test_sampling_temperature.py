@@ -23,8 +23,14 @@ DRAWS = 20_000
 
 def frequencies(temperature: float, top_p: float = 1.0) -> torch.Tensor:
     rows = LOGITS.repeat(DRAWS, 1)
-    tokens = sample_next(rows, torch.full((DRAWS,), temperature), torch.full((DRAWS,), top_p),
-                         torch.full((DRAWS,), 1234, dtype=torch.long), torch.arange(DRAWS), step=3)
+    tokens = sample_next(
+        rows,
+        torch.full((DRAWS,), temperature),
+        torch.full((DRAWS,), top_p),
+        torch.full((DRAWS,), 1234, dtype=torch.long),
+        torch.arange(DRAWS),
+        step=3,
+    )
     return torch.bincount(tokens, minlength=len(LOGITS)).double() / DRAWS
 
 

@@ -17,8 +17,13 @@ pytestmark = pytest.mark.slow  # real models through the CLI: ~30 s of CPU
 
 BASE = {
     "models": [{"name": "arith-m", "path": "package:rebase.demo/models/arith-m"}],
-    "prm": {"family": "step_tag", "path": "package:rebase.demo/models/arith-prm", "tag": " ки", "good": "+",
-            "bad": "-"},
+    "prm": {
+        "family": "step_tag",
+        "path": "package:rebase.demo/models/arith-prm",
+        "tag": " ки",
+        "good": "+",
+        "bad": "-",
+    },
     "dataset": {"name": "arith", "size": 6, "seed": 3},
     "sampling": {"temperature": 0.7, "max_step_tokens": 24, "max_tokens": 96, "max_depth": 8},
     "batch_problems": 6,
@@ -41,11 +46,15 @@ def _trees(out, label):
 
 
 def test_new_strategies_run_write_trees_and_replay(tmp_path):
-    out, recs = _run(tmp_path, "search", strategies=[
-        {"name": "dvts", "budgets": [8], "beam_width": 4},
-        {"name": "particle_filtering", "budgets": [8], "resampling": "systematic"},
-        {"name": "beam_search", "budgets": [8], "lookahead": 1},
-    ])
+    out, recs = _run(
+        tmp_path,
+        "search",
+        strategies=[
+            {"name": "dvts", "budgets": [8], "beam_width": 4},
+            {"name": "particle_filtering", "budgets": [8], "resampling": "systematic"},
+            {"name": "beam_search", "budgets": [8], "lookahead": 1},
+        ],
+    )
     assert len(recs) == 3 * 6
     by = {s: [r for r in recs if r["strategy"] == s] for s in ("dvts", "particle_filtering", "beam_search")}
     for s, rs in by.items():
@@ -58,8 +67,9 @@ def test_new_strategies_run_write_trees_and_replay(tmp_path):
     # lookahead's rollouts are charged: more policy tokens than the tree itself holds
     for r in by["beam_search"]:
         pid = r["problem_id"]
-        tree_tokens = sum(len(n["token_ids"]) for n in _trees(out, "beam_search-b8-s0")
-                          if n["problem_id"] == pid and n["depth"] > 0)
+        tree_tokens = sum(
+            len(n["token_ids"]) for n in _trees(out, "beam_search-b8-s0") if n["problem_id"] == pid and n["depth"] > 0
+        )
         assert r["policy_generated_tokens"] > tree_tokens
     for label in ("dvts-b8-s0", "particle_filtering-b8-s0", "beam_search-b8-s0"):
         nodes = _trees(out, label)
@@ -70,15 +80,17 @@ def test_new_strategies_run_write_trees_and_replay(tmp_path):
     # replay rebuilds the same candidates from the trees: same accuracy as the records
     assert main(["replay", str(out), "--aggregator", "weighted_majority", "--reduction", "last"]) == 0
     table = pd.read_csv(out / "replay.csv").set_index("unit")["accuracy"]
-    for s, label in (("dvts", "dvts-b8-s0"), ("particle_filtering", "particle_filtering-b8-s0"),
-                     ("beam_search", "beam_search-b8-s0")):
+    for s, label in (
+        ("dvts", "dvts-b8-s0"),
+        ("particle_filtering", "particle_filtering-b8-s0"),
+        ("beam_search", "beam_search-b8-s0"),
+    ):
         assert table[label] == sum(r["correct"] for r in by[s]) / 6
 
 
 def test_rebase_with_step_tokens(tmp_path):
     base_sampling = dict(BASE["sampling"], step_tokens=6)
-    out, recs = _run(tmp_path, "tokens", sampling=base_sampling,
-                     strategies=[{"name": "rebase", "budgets": [4]}])
+    out, recs = _run(tmp_path, "tokens", sampling=base_sampling, strategies=[{"name": "rebase", "budgets": [4]}])
     assert len(recs) == 6
     for r in recs:
         assert r["n_candidates"] == 4 == r["n_finished"] + r["n_truncated"]

@@ -33,7 +33,7 @@ PASSWORD = "pw-Zq8r7T2x"
 
 def fragments(secret: str, k: int = 6) -> list[str]:
     """Every k-character piece of a secret: none may survive anywhere."""
-    return [secret[i:i + k] for i in range(len(secret) - k + 1)]
+    return [secret[i : i + k] for i in range(len(secret) - k + 1)]
 
 
 def leaks(text: str, secret: str) -> list[str]:
@@ -61,8 +61,15 @@ def test_redact_url_and_url_secrets():
 
 def _gen(url: str, monkeypatch) -> OpenAIGenerator:
     monkeypatch.setenv("REBASE_TEST_KEY", KEY)
-    cfg = OpenAIModel(name="remote", path="served", backend="openai", base_url=url, api_key_env="REBASE_TEST_KEY",
-                      max_retries=0, params=7_000_000)
+    cfg = OpenAIModel(
+        name="remote",
+        path="served",
+        backend="openai",
+        base_url=url,
+        api_key_env="REBASE_TEST_KEY",
+        max_retries=0,
+        params=7_000_000,
+    )
     return OpenAIGenerator(cfg, retry=RetryPolicy(0, 0.001, 2.0, 0.01, seed=0))
 
 
@@ -89,11 +96,23 @@ def test_base_url_credentials_stay_out_of_everything(tmp_path, monkeypatch, caps
     out = tmp_path / "out"
     with FaultServer(script=["401pad:290", "500"]) as srv:
         url = srv.base_url.replace("http://", f"http://alice:{PASSWORD}@")
-        cfg = {"models": [{"name": "served", "path": str(tiny_dir / "llama"), "backend": "openai", "base_url": url,
-                           "api_key_env": "REBASE_TEST_KEY", "max_retries": 0, "timeout_s": 5}],
-               "dataset": {"name": "arith", "size": 2},
-               "strategies": [{"name": "greedy"}], "sampling": {"max_tokens": 4, "max_step_tokens": 4},
-               "batch_problems": 1}
+        cfg = {
+            "models": [
+                {
+                    "name": "served",
+                    "path": str(tiny_dir / "llama"),
+                    "backend": "openai",
+                    "base_url": url,
+                    "api_key_env": "REBASE_TEST_KEY",
+                    "max_retries": 0,
+                    "timeout_s": 5,
+                }
+            ],
+            "dataset": {"name": "arith", "size": 2},
+            "strategies": [{"name": "greedy"}],
+            "sampling": {"max_tokens": 4, "max_step_tokens": 4},
+            "batch_problems": 1,
+        }
         p = tmp_path / "c.yaml"
         p.write_text(yaml.safe_dump(cfg))
         with caplog.at_level(logging.DEBUG):

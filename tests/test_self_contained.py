@@ -16,15 +16,23 @@ OUTSIDE = re.compile(r"\.\./(?:shared|data)\b|(?<![\w.])/(?:work|home|Users)/\w"
 
 def files() -> list[Path]:
     out = [ROOT / "README.md", *sorted((ROOT / "configs").rglob("*.yaml"))]
-    out += [p for p in sorted((ROOT / "tests").rglob("*")) if p.suffix in (".py", ".yaml", ".md", ".txt")
-            and "fixtures" not in p.relative_to(ROOT / "tests").parts[:1] and p != Path(__file__).resolve()]
+    out += [
+        p
+        for p in sorted((ROOT / "tests").rglob("*"))
+        if p.suffix in (".py", ".yaml", ".md", ".txt")
+        and "fixtures" not in p.relative_to(ROOT / "tests").parts[:1]
+        and p != Path(__file__).resolve()
+    ]
     return out
 
 
 def test_no_paths_outside_the_repository():
-    bad = [f"{p.relative_to(ROOT)}:{i}: {line.strip()}" for p in files()
-           for i, line in enumerate(p.read_text(encoding="utf-8", errors="replace").splitlines(), 1)
-           if OUTSIDE.search(line)]
+    bad = [
+        f"{p.relative_to(ROOT)}:{i}: {line.strip()}"
+        for p in files()
+        for i, line in enumerate(p.read_text(encoding="utf-8", errors="replace").splitlines(), 1)
+        if OUTSIDE.search(line)
+    ]
     assert not bad, "paths outside the repository:\n" + "\n".join(bad)
 
 

@@ -42,8 +42,10 @@ class Policy:
 
 def pool(answers, gens, prompt=20):
     cands = [Candidate(steps=["x"], answer=a, step_scores=[0.5]) for a in answers]
-    samples = [{"prompt_tokens": prompt, "cached_tokens": 0 if i == 0 else prompt, "generated_tokens": g, "prm_tokens": 0}
-               for i, g in enumerate(gens)]
+    samples = [
+        {"prompt_tokens": prompt, "cached_tokens": 0 if i == 0 else prompt, "generated_tokens": g, "prm_tokens": 0}
+        for i, g in enumerate(gens)
+    ]
     return SearchResult("p0", cands, Ledger(), info={"samples": samples})
 
 

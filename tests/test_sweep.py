@@ -31,8 +31,17 @@ def generated_tokens(run_dir) -> int:
 def big_model(tiny_dir, tmp_path_factory):
     from tiny_models import build_model
 
-    return build_model(tmp_path_factory.mktemp("big") / "llama-big", tiny_dir / "tok", "llama", hidden=256,
-                       layers=3, heads=4, kv_heads=2, intermediate=512, seed=5)
+    return build_model(
+        tmp_path_factory.mktemp("big") / "llama-big",
+        tiny_dir / "tok",
+        "llama",
+        hidden=256,
+        layers=3,
+        heads=4,
+        kv_heads=2,
+        intermediate=512,
+        seed=5,
+    )
 
 
 def sweep_config(tiny_dir, data_dir, big_model, strategies):
@@ -49,8 +58,13 @@ def sweep_config(tiny_dir, data_dir, big_model, strategies):
 
 def test_two_model_sweep_reuse_resume_and_report(tmp_path, tiny_dir, data_dir, big_model, capsys):
     budgets = [1, 2, 4, 8, 16]
-    full = sweep_config(tiny_dir, data_dir, big_model, [{"name": "greedy", "budgets": [1]}] + [
-        {"name": n, "budgets": budgets} for n in ("majority", "best_of_n", "weighted_majority")])
+    full = sweep_config(
+        tiny_dir,
+        data_dir,
+        big_model,
+        [{"name": "greedy", "budgets": [1]}]
+        + [{"name": n, "budgets": budgets} for n in ("majority", "best_of_n", "weighted_majority")],
+    )
     p = tmp_path / "sweep.yaml"
     p.write_text(yaml.safe_dump(full))
     out = tmp_path / "sweep"
@@ -69,15 +83,25 @@ def test_two_model_sweep_reuse_resume_and_report(tmp_path, tiny_dir, data_dir, b
     q = tmp_path / "only16.yaml"
     q.write_text(yaml.safe_dump(only16))
     assert main(["sweep", str(q), "--out", str(tmp_path / "only16"), "--no-progress"]) == 0
-    pools = sum(len(json.loads(line)["token_ids"]) for f in (out / "trees").glob("*/pool-*.jsonl")
-                for line in f.read_text().splitlines() if json.loads(line)["depth"] > 0)
+    pools = sum(
+        len(json.loads(line)["token_ids"])
+        for f in (out / "trees").glob("*/pool-*.jsonl")
+        for line in f.read_text().splitlines()
+        if json.loads(line)["depth"] > 0
+    )
     alone = generated_tokens(tmp_path / "only16")
     assert 0 < pools <= 1.1 * alone, (pools, alone)
 
     assert main(["report", str(out)]) == 0
     rep = out / "report"
-    for name in ("curves.csv", "pareto.csv", "scaling_fit.json", "accuracy_vs_flops.png",
-                 "optimal_model_size.png", "index.html"):
+    for name in (
+        "curves.csv",
+        "pareto.csv",
+        "scaling_fit.json",
+        "accuracy_vs_flops.png",
+        "optimal_model_size.png",
+        "index.html",
+    ):
         assert (rep / name).stat().st_size > 0, name
     import pandas as pd
 

@@ -37,21 +37,37 @@ def build_tokenizer(out: Path, data_dir: Path, vocab_size: int = 600):
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIALS,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=SPECIALS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
     tok.train_from_iterator(_corpus(data_dir), trainer)
     tok.add_tokens([AddedToken(" ки", normalized=False, special=False)])
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
-                                   additional_special_tokens=["<|im_start|>", "<|im_end|>", "<extra_0>"])
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<s>",
+        eos_token="</s>",
+        pad_token="<pad>",
+        additional_special_tokens=["<|im_start|>", "<|im_end|>", "<extra_0>"],
+    )
     fast.chat_template = CHATML
     out.mkdir(parents=True, exist_ok=True)
     fast.save_pretrained(out)
     return fast
 
 
-def build_model(out: Path, tok_dir: Path, arch: str = "llama", hidden: int = 128, layers: int = 2,
-                heads: int = 2, kv_heads: int = 1, intermediate: int = 256, seed: int = 0,
-                chat: bool = True, num_labels: int | None = None):
+def build_model(
+    out: Path,
+    tok_dir: Path,
+    arch: str = "llama",
+    hidden: int = 128,
+    layers: int = 2,
+    heads: int = 2,
+    kv_heads: int = 1,
+    intermediate: int = 256,
+    seed: int = 0,
+    chat: bool = True,
+    num_labels: int | None = None,
+):
     """A seeded random model saved with the tokenizer from `tok_dir` (chat template removed when
     chat=False, to exercise the plain-prompt path)."""
     import torch
@@ -61,10 +77,20 @@ def build_model(out: Path, tok_dir: Path, arch: str = "llama", hidden: int = 128
     if not chat:
         tok.chat_template = None
     Cfg = {"llama": LlamaConfig, "qwen2": Qwen2Config}[arch]
-    cfg = Cfg(vocab_size=len(tok), hidden_size=hidden, intermediate_size=intermediate, num_hidden_layers=layers,
-              num_attention_heads=heads, num_key_value_heads=kv_heads, max_position_embeddings=4096,
-              bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
-              tie_word_embeddings=True, head_dim=hidden // heads)
+    cfg = Cfg(
+        vocab_size=len(tok),
+        hidden_size=hidden,
+        intermediate_size=intermediate,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=kv_heads,
+        max_position_embeddings=4096,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        tie_word_embeddings=True,
+        head_dim=hidden // heads,
+    )
     torch.manual_seed(seed)
     if num_labels:
         from transformers import AutoModelForTokenClassification

@@ -60,8 +60,11 @@ class TransformersGenerator:
         """EOS ids from the generation config (may be a list, e.g. chat end markers) and tokenizer."""
         ids: set[int] = set()
         gen_cfg = getattr(self.model, "generation_config", None)
-        for src in (getattr(gen_cfg, "eos_token_id", None), getattr(self.text_config, "eos_token_id", None),
-                    self.tokenizer.eos_token_id):
+        for src in (
+            getattr(gen_cfg, "eos_token_id", None),
+            getattr(self.text_config, "eos_token_id", None),
+            self.tokenizer.eos_token_id,
+        ):
             if src is None:
                 continue
             ids.update(int(x) for x in (src if isinstance(src, (list, tuple)) else [src]))
@@ -89,7 +92,9 @@ class TransformersGenerator:
         ids = list(req.prompt_token_ids) if req.prompt_token_ids is not None else self.encode(req.prompt)
         if not ids:
             raise BadInput(f"generation request {i}: empty prompt (no tokens to condition on)")
-        limit = getattr(self.text_config, "max_position_embeddings", None) or getattr(self.text_config, "n_positions", None)
+        limit = getattr(self.text_config, "max_position_embeddings", None) or getattr(
+            self.text_config, "n_positions", None
+        )
         if limit and len(ids) >= limit:
             raise RunFailure(f"{self.name}: request {i} has {len(ids)} prompt tokens; the model has {limit} positions")
         return ids, min(req.max_tokens, limit - len(ids)) if limit else req.max_tokens
@@ -104,8 +109,19 @@ class TransformersGenerator:
             per = max(1, self.cfg.batch_tokens // (len(prompt) + max_tokens))
             seed = DEFAULT_SEED if req.seed is None else as_int64(int(req.seed))
             for start in range(0, req.n, per):
-                groups.append(Group(i, prompt, list(range(start, min(req.n, start + per))), max_tokens,
-                                    float(req.temperature), float(req.top_p), seed, tuple(req.stop), prefix))
+                groups.append(
+                    Group(
+                        i,
+                        prompt,
+                        list(range(start, min(req.n, start + per))),
+                        max_tokens,
+                        float(req.temperature),
+                        float(req.top_p),
+                        seed,
+                        tuple(req.stop),
+                        prefix,
+                    )
+                )
         return groups
 
     def _batches(self, groups: list[Group]) -> list[list[Group]]:
@@ -156,8 +172,10 @@ class TransformersGenerator:
             except torch.cuda.OutOfMemoryError:
                 torch.cuda.empty_cache()
                 if refill is not None:
-                    raise RunFailure(f"{self.name}: out of GPU memory in a continuous batch; "
-                                     f"lower batch_tokens (now {self.cfg.batch_tokens})") from None
+                    raise RunFailure(
+                        f"{self.name}: out of GPU memory in a continuous batch; "
+                        f"lower batch_tokens (now {self.cfg.batch_tokens})"
+                    ) from None
                 results = [[None] * r.n for r in reqs]
                 for batch in self._batches(self._groups(reqs)):  # whole batches, halved on OOM
                     for req, sample, done in self._run(decoder, batch):
@@ -178,8 +196,9 @@ class TransformersGenerator:
             half = len(g.samples) // 2
             parts = [replace(g, samples=s) for s in (g.samples[:half], g.samples[half:])]
             return self._run(decoder, parts[:1]) + self._run(decoder, parts[1:])
-        raise RunFailure(f"{self.name}: out of GPU memory for one sample of {len(g.prompt)} prompt tokens "
-                         f"(request {g.request})")
+        raise RunFailure(
+            f"{self.name}: out of GPU memory for one sample of {len(g.prompt)} prompt tokens (request {g.request})"
+        )
 
     def close(self) -> None:
         if self.prefix_cache is not None:

@@ -133,8 +133,9 @@ class PrefixKVCache:
             self.hits += 1
         return best, best_n
 
-    def insert(self, ids: Sequence[int], keys: list[torch.Tensor], values: list[torch.Tensor],
-               payload: Any = None) -> bool:
+    def insert(
+        self, ids: Sequence[int], keys: list[torch.Tensor], values: list[torch.Tensor], payload: Any = None
+    ) -> bool:
         """Store KV for `ids` (each tensor's length axis is -2); False when it cannot fit at all.
         Re-inserting stored ids refreshes the entry and replaces its payload."""
         ids = tuple(ids)

@@ -84,8 +84,9 @@ def prefill_buckets(tails: list[int], slack: float = 1 / 16) -> list[list[int]]:
 class BatchDecoder:
     """Runs one batch of groups to completion; stores finished sequences' KV in `store`."""
 
-    def __init__(self, model: Any, tokenizer: Any, eos_ids: set[int], pad_id: int,
-                 store: Optional[PrefixKVCache] = None):
+    def __init__(
+        self, model: Any, tokenizer: Any, eos_ids: set[int], pad_id: int, store: Optional[PrefixKVCache] = None
+    ):
         self.model = model
         self.tok = tokenizer
         self.eos_ids = eos_ids
@@ -125,13 +126,13 @@ class BatchDecoder:
             v = ref.values.new_zeros((len(groups),) + ref.values.shape[1:-2] + (width, ref.values.shape[-1]))
             for p, (_, m, c) in zip(parts, outs):
                 rows = torch.tensor(p, device=self.device)
-                k[rows, ..., width - m.shape[1]:, :] = c.layers[li].keys
-                v[rows, ..., width - m.shape[1]:, :] = c.layers[li].values
+                k[rows, ..., width - m.shape[1] :, :] = c.layers[li].keys
+                v[rows, ..., width - m.shape[1] :, :] = c.layers[li].values
             layers.append(SlabLayer(k, v, None, extra))
         for p, (lg, m, _) in zip(parts, outs):
             rows = torch.tensor(p, device=self.device)
             logits[rows] = lg
-            mask[rows, width - m.shape[1]:] = m
+            mask[rows, width - m.shape[1] :] = m
         cache = DynamicCache()
         cache.layers = layers
         return logits, mask, cache
@@ -146,10 +147,10 @@ class BatchDecoder:
         mask = torch.zeros((len(groups), lp + lu), dtype=torch.long)
         pos = torch.zeros((len(groups), lu), dtype=torch.long)
         for i, (g, c, u) in enumerate(zip(groups, cached, tails)):
-            ids[i, lu - u:] = torch.tensor(g.prompt[c:], dtype=torch.long)
-            mask[i, lp - c:lp] = 1
-            mask[i, lp + lu - u:] = 1
-            pos[i, lu - u:] = torch.arange(c, len(g.prompt))
+            ids[i, lu - u :] = torch.tensor(g.prompt[c:], dtype=torch.long)
+            mask[i, lp - c : lp] = 1
+            mask[i, lp + lu - u :] = 1
+            pos[i, lu - u :] = torch.arange(c, len(g.prompt))
         # slabs from the start: cached prefixes are copied once, straight into place, and the
         # forward appends the tail in place (DynamicLayer would copy everything again with cat)
         cache = DynamicCache()
@@ -172,8 +173,11 @@ class BatchDecoder:
         """(request index, sample index, completion) for every sample of every group."""
         extra = max(g.max_tokens for g in groups)
         logits, mask, cache = self.prefill(groups, extra)
-        rows = [Row(g, s, j == 0, window=max((len(x) for x in g.stops), default=0) + 8)
-                for g in groups for j, s in enumerate(g.samples)]
+        rows = [
+            Row(g, s, j == 0, window=max((len(x) for x in g.stops), default=0) + 8)
+            for g in groups
+            for j, s in enumerate(g.samples)
+        ]
         index = torch.tensor([i for i, g in enumerate(groups) for _ in g.samples], device=self.device)
         if len(rows) != len(groups):  # share each group's prefill among its samples: one copy
             mask, logits = mask[index], logits[index]
@@ -225,7 +229,7 @@ class BatchDecoder:
             elif len(row.ids) >= row.group.max_tokens:
                 finished.append((i, "length", None))
         if to_check:
-            texts = self.tok.batch_decode([rows[i].ids[-rows[i].window:] for i in to_check], **_DECODE)
+            texts = self.tok.batch_decode([rows[i].ids[-rows[i].window :] for i in to_check], **_DECODE)
             for i, text in zip(to_check, texts):
                 stop = next((s for s in rows[i].group.stops if s in text), None)
                 if stop is not None:
@@ -242,9 +246,15 @@ class BatchDecoder:
             text = self.tok.decode(row.ids, **_DECODE)
             if stop is not None and (cut := text.find(stop)) >= 0:
                 text = text[:cut]
-        done = Completion(text=text, token_ids=list(row.ids), finish_reason=reason, prompt_tokens=len(g.prompt),
-                          cached_tokens=g.cached if row.pays_prefill else len(g.prompt),
-                          generated_tokens=len(row.ids), stop_reason=stop)
+        done = Completion(
+            text=text,
+            token_ids=list(row.ids),
+            finish_reason=reason,
+            prompt_tokens=len(g.prompt),
+            cached_tokens=g.cached if row.pays_prefill else len(g.prompt),
+            generated_tokens=len(row.ids),
+            stop_reason=stop,
+        )
         return g.request, row.sample, done
 
     def store_kv(self, row: Row, cache: Any, r: int, mask_row: torch.Tensor) -> None:

@@ -30,8 +30,13 @@ from transformers.cache_utils import DynamicLayer
 class SlabLayer(DynamicLayer):
     """A DynamicLayer whose storage is a preallocated buffer; `keys` / `values` are views of it."""
 
-    def __init__(self, keys: Optional[torch.Tensor], values: Optional[torch.Tensor], index: Optional[torch.Tensor] = None,
-                 extra: int = 0):
+    def __init__(
+        self,
+        keys: Optional[torch.Tensor],
+        values: Optional[torch.Tensor],
+        index: Optional[torch.Tensor] = None,
+        extra: int = 0,
+    ):
         super().__init__()
         self.extra = extra
         self._k = self._v = None

@@ -76,8 +76,14 @@ def top_p_filter(scaled: torch.Tensor, top_p: torch.Tensor) -> torch.Tensor:
     return scaled.masked_fill(drop, float("-inf"))
 
 
-def sample_next(logits: torch.Tensor, temperature: torch.Tensor, top_p: torch.Tensor, seeds: torch.Tensor,
-                sample_idx: torch.Tensor, step: "int | torch.Tensor") -> torch.Tensor:
+def sample_next(
+    logits: torch.Tensor,
+    temperature: torch.Tensor,
+    top_p: torch.Tensor,
+    seeds: torch.Tensor,
+    sample_idx: torch.Tensor,
+    step: "int | torch.Tensor",
+) -> torch.Tensor:
     """Next token per row. logits (rows, vocab); temperature, top_p float (rows,); seeds,
     sample_idx int64 (rows,); step = how many tokens each row has generated so far (an int, or an
     int64 (rows,) tensor when rows joined the batch at different times)."""

@@ -48,8 +48,11 @@ class LiveBatch:
     def admit(self, groups: list[Group]) -> None:
         """Prefill `groups` (one forward per length bucket) and join them to the running batch."""
         dec, dev = self.dec, self.dec.device
-        rows = [Row(g, s, j == 0, window=max((len(x) for x in g.stops), default=0) + 8)
-                for g in groups for j, s in enumerate(g.samples)]
+        rows = [
+            Row(g, s, j == 0, window=max((len(x) for x in g.stops), default=0) + 8)
+            for g in groups
+            for j, s in enumerate(g.samples)
+        ]
         extra = max([r.group.max_tokens - len(r.ids) for r in self.rows + rows])
         logits, mask, cache = dec.prefill(groups, 0 if self.rows else extra)
         index = torch.tensor([i for i, g in enumerate(groups) for _ in g.samples], device=dev)
@@ -58,7 +61,8 @@ class LiveBatch:
             for layer in cache.layers:
                 layer.batch_select_indices(index)
         new = {
-            "mask": mask, "logits": logits,
+            "mask": mask,
+            "logits": logits,
             "next_pos": torch.tensor([len(r.group.prompt) for r in rows], device=dev, dtype=torch.long),
             "temp": torch.tensor([r.group.temperature for r in rows], device=dev, dtype=torch.float32),
             "top_p": torch.tensor([r.group.top_p for r in rows], device=dev, dtype=torch.float32),
@@ -110,15 +114,20 @@ class LiveBatch:
         self.next_pos = self.next_pos + 1
 
 
-def stream(dec: BatchDecoder, groups: list[Group], budget: Optional[int], on_done: Optional[OnDone] = None) -> list[Done]:
+def stream(
+    dec: BatchDecoder, groups: list[Group], budget: Optional[int], on_done: Optional[OnDone] = None
+) -> list[Done]:
     """Decode `groups` (and whatever `on_done` adds) with continuous batching; every completion."""
     queue = deque(groups)
     live = LiveBatch(dec)
     results: list[Done] = []
     while queue or live.rows:
         joining: list[Group] = []
-        while queue and (not (live.rows or joining) or budget is None
-                         or live.cost + sum(g.cost for g in joining) + queue[0].cost <= budget):
+        while queue and (
+            not (live.rows or joining)
+            or budget is None
+            or live.cost + sum(g.cost for g in joining) + queue[0].cost <= budget
+        ):
             joining.append(queue.popleft())
         if joining:
             live.admit(joining)

@@ -21,8 +21,15 @@ from rebase.errors import BadInput
 from rebase.flops import FlopSpec
 from rebase.paths import check_path
 
-DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
-          "float16": "float16", "fp16": "float16", "half": "float16"}
+DTYPES = {
+    "float32": "float32",
+    "fp32": "float32",
+    "bfloat16": "bfloat16",
+    "bf16": "bfloat16",
+    "float16": "float16",
+    "fp16": "float16",
+    "half": "float16",
+}
 
 
 def resolve_device(device: str = "auto") -> Any:
@@ -70,26 +77,40 @@ def load_tokenizer(path: str, gguf_file: Optional[str] = None, trust_remote_code
     return tok
 
 
-def load_model(path: str, *, gguf_file: Optional[str] = None, dtype: str = "auto", device: str = "auto",
-               trust_remote_code: bool = False, head: str = "causal_lm") -> Any:
+def load_model(
+    path: str,
+    *,
+    gguf_file: Optional[str] = None,
+    dtype: str = "auto",
+    device: str = "auto",
+    trust_remote_code: bool = False,
+    head: str = "causal_lm",
+) -> Any:
     """A model in eval mode on its device. head: causal_lm | token_classification."""
     import transformers
 
     check_path(path, gguf_file)  # a missing path is reported before the device is probed
     dev = resolve_device(device)
-    auto = {"causal_lm": transformers.AutoModelForCausalLM,
-            "token_classification": transformers.AutoModelForTokenClassification}[head]
-    model = _from_pretrained(auto, path, "the model", gguf_file, dtype=resolve_dtype(dtype, dev),
-                             trust_remote_code=trust_remote_code)
+    auto = {
+        "causal_lm": transformers.AutoModelForCausalLM,
+        "token_classification": transformers.AutoModelForTokenClassification,
+    }[head]
+    model = _from_pretrained(
+        auto, path, "the model", gguf_file, dtype=resolve_dtype(dtype, dev), trust_remote_code=trust_remote_code
+    )
     return model.to(dev).eval()
 
 
 def load_causal_lm(cfg: Any) -> Any:
     """load_model from a config-like object (ModelConfig, PRMConfig): path, gguf_file, dtype,
     device, trust_remote_code."""
-    return load_model(cfg.path, gguf_file=getattr(cfg, "gguf_file", None), dtype=getattr(cfg, "dtype", "auto"),
-                      device=getattr(cfg, "device", "auto"),
-                      trust_remote_code=bool(getattr(cfg, "trust_remote_code", False)))
+    return load_model(
+        cfg.path,
+        gguf_file=getattr(cfg, "gguf_file", None),
+        dtype=getattr(cfg, "dtype", "auto"),
+        device=getattr(cfg, "device", "auto"),
+        trust_remote_code=bool(getattr(cfg, "trust_remote_code", False)),
+    )
 
 
 def count_params(model: Any) -> int:

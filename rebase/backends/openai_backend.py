@@ -59,8 +59,14 @@ def generic_flop_spec(n_params: int, vocab: int = 32000) -> FlopSpec:
     n_layer = max(1, round((n_params / (12 * 128**2)) ** (1 / 3)))
     d_model = 128 * n_layer
     emb = min(vocab * d_model, n_params // 2)
-    return FlopSpec(n_params=int(n_params), n_nonembed=int(n_params - emb), n_layer=n_layer, d_attn=d_model,
-                    d_model=d_model, vocab=emb // d_model)
+    return FlopSpec(
+        n_params=int(n_params),
+        n_nonembed=int(n_params - emb),
+        n_layer=n_layer,
+        d_attn=d_model,
+        d_model=d_model,
+        vocab=emb // d_model,
+    )
 
 
 def parse_choice_ids(choice: dict[str, Any]) -> tuple[list[int], int]:
@@ -112,8 +118,10 @@ class OpenAIGenerator:
         elif cfg.params:
             self.flop_spec = generic_flop_spec(cfg.params)
         else:
-            raise BadInput(f"model '{cfg.name}': backend 'openai' needs 'params' (the parameter count) "
-                           f"when path '{cfg.path}' is not a local model folder with a config.json")
+            raise BadInput(
+                f"model '{cfg.name}': backend 'openai' needs 'params' (the parameter count) "
+                f"when path '{cfg.path}' is not a local model folder with a config.json"
+            )
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._thread: Optional[threading.Thread] = None
         self._client: Any = None
@@ -124,7 +132,9 @@ class OpenAIGenerator:
     def _run(self, coro: Any) -> Any:
         if self._loop is None:
             self._loop = asyncio.new_event_loop()
-            self._thread = threading.Thread(target=self._loop.run_forever, name=f"rebase-openai-{self.name}", daemon=True)
+            self._thread = threading.Thread(
+                target=self._loop.run_forever, name=f"rebase-openai-{self.name}", daemon=True
+            )
             self._thread.start()
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
 
@@ -134,8 +144,9 @@ class OpenAIGenerator:
 
             headers = {"Authorization": f"Bearer {self._key}"} if self._key else {}
             limits = httpx.Limits(max_connections=self.cfg.max_concurrency)
-            self._client = httpx.AsyncClient(headers=headers, timeout=httpx.Timeout(self.cfg.timeout_s), limits=limits,
-                                             auth=self._auth)
+            self._client = httpx.AsyncClient(
+                headers=headers, timeout=httpx.Timeout(self.cfg.timeout_s), limits=limits, auth=self._auth
+            )
             self._sem = asyncio.Semaphore(self.cfg.max_concurrency)
 
     def _scrub(self, text: str, limit: int = 300) -> str:
@@ -162,7 +173,9 @@ class OpenAIGenerator:
                     raise Retryable(f"connection error ({type(e).__name__})") from None
             if resp.status_code in RETRYABLE_STATUS:
                 ra = resp.headers.get("retry-after")
-                raise Retryable(f"HTTP {resp.status_code}", float(ra) if ra and ra.replace(".", "", 1).isdigit() else None)
+                raise Retryable(
+                    f"HTTP {resp.status_code}", float(ra) if ra and ra.replace(".", "", 1).isdigit() else None
+                )
             if resp.status_code != 200:
                 detail = self._scrub(resp.text)
                 raise RunFailure(f"{what}: HTTP {resp.status_code}: {detail}")
@@ -179,9 +192,13 @@ class OpenAIGenerator:
         body: dict[str, Any] = {
             "model": self.cfg.path,
             "prompt": list(r.prompt_token_ids) if r.prompt_token_ids is not None else r.prompt,
-            "n": 1, "temperature": r.temperature, "top_p": 1.0 if r.temperature == 0 else r.top_p,
-            "max_tokens": r.max_tokens, "logprobs": 1,
-            "return_token_ids": True, "return_tokens_as_token_ids": True,
+            "n": 1,
+            "temperature": r.temperature,
+            "top_p": 1.0 if r.temperature == 0 else r.top_p,
+            "max_tokens": r.max_tokens,
+            "logprobs": 1,
+            "return_token_ids": True,
+            "return_tokens_as_token_ids": True,
         }
         if r.stop:
             body["stop"] = list(r.stop)
@@ -201,14 +218,24 @@ class OpenAIGenerator:
             choices = ans.get("choices") or []
             usage = ans.get("usage") or {}
             if len(choices) != 1 or usage.get("prompt_tokens") is None:
-                raise RunFailure(f"POST {path}: expected one choice and usage.prompt_tokens, got {len(choices)} choice(s)")
+                raise RunFailure(
+                    f"POST {path}: expected one choice and usage.prompt_tokens, got {len(choices)} choice(s)"
+                )
             c, prompt_tokens = choices[0], int(usage["prompt_tokens"])
             hits.append(min(int((usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0), prompt_tokens))
             ids, count = parse_choice_ids(c)
             finish, stop = map_finish(c.get("finish_reason"), c.get("stop_reason"))
-            out.append(Completion(text=c.get("text") or "", token_ids=ids, finish_reason=finish,
-                                  prompt_tokens=prompt_tokens, cached_tokens=prompt_tokens,
-                                  generated_tokens=count, stop_reason=stop))
+            out.append(
+                Completion(
+                    text=c.get("text") or "",
+                    token_ids=ids,
+                    finish_reason=finish,
+                    prompt_tokens=prompt_tokens,
+                    cached_tokens=prompt_tokens,
+                    generated_tokens=count,
+                    stop_reason=stop,
+                )
+            )
         # whichever sample reached the server first computed the shared prompt: its (smallest) hit
         # is the request's, booked on sample 0; the siblings report the prompt as cached
         out[0].cached_tokens = min(hits)

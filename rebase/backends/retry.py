@@ -76,8 +76,9 @@ class RetryPolicy:
         return wait
 
 
-async def retry_async(op: Callable[[], Awaitable[T]], policy: RetryPolicy, what: str,
-                      logger: logging.Logger = log) -> T:
+async def retry_async(
+    op: Callable[[], Awaitable[T]], policy: RetryPolicy, what: str, logger: logging.Logger = log
+) -> T:
     """Run `op` until it succeeds, raises a non-Retryable error, or the retries run out
     (RunFailure naming `what`, the last reason and the attempt count)."""
     rng = policy.rng()

@@ -101,7 +101,7 @@ class VLLMGenerator:
         result: list[list[Completion]] = []
         k = 0
         for r in requests:
-            samples = [self._completion(o) for o in outs[k:k + r.n]]
+            samples = [self._completion(o) for o in outs[k : k + r.n]]
             k += r.n
             # the sample that computed the shared prompt has the smallest prefix-cache hit: book it on
             # sample 0; the siblings report the prompt as cached (it is paid once per request)
@@ -117,9 +117,15 @@ class VLLMGenerator:
         finish, stop = map_finish(c.finish_reason, c.stop_reason)
         prompt_tokens = len(out.prompt_token_ids)
         ids = list(c.token_ids)
-        return Completion(text=c.text, token_ids=ids, finish_reason=finish, prompt_tokens=prompt_tokens,
-                          cached_tokens=min(int(out.num_cached_tokens or 0), prompt_tokens),
-                          generated_tokens=len(ids), stop_reason=stop)
+        return Completion(
+            text=c.text,
+            token_ids=ids,
+            finish_reason=finish,
+            prompt_tokens=prompt_tokens,
+            cached_tokens=min(int(out.num_cached_tokens or 0), prompt_tokens),
+            generated_tokens=len(ids),
+            stop_reason=stop,
+        )
 
     # -- prompts ------------------------------------------------------------------------------
 

@@ -57,8 +57,9 @@ def _local_snapshot(path: str) -> Optional[Path]:
         return None
 
 
-def flop_spec_for(path: str, params: Optional[int] = None, trust_remote_code: bool = False,
-                  gguf_file: Optional[str] = None) -> FlopSpec:
+def flop_spec_for(
+    path: str, params: Optional[int] = None, trust_remote_code: bool = False, gguf_file: Optional[str] = None
+) -> FlopSpec:
     """FlopSpec from the HF config of `path` (a local folder or a cached hub id). The parameter
     count is `params` when given, else the safetensors headers, else the config's shapes."""
     from transformers import AutoConfig

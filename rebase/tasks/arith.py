@@ -94,8 +94,9 @@ def make_problem(seed: int, i: int, level: int) -> Problem:
     rng = random.Random(f"arith/{seed}/{i}/{level}")
     start, ops = _make_ops(rng, level)
     question = " ".join([f"Start with {start}."] + [f"{n} {b}." for n, b in ops] + ["What is the result?"])
-    return Problem(id=f"arith-{seed}-{i}", question=question, gold=str(solve(question)[-1][3]),
-                   dataset="arith", level=level)
+    return Problem(
+        id=f"arith-{seed}-{i}", question=question, gold=str(solve(question)[-1][3]), dataset="arith", level=level
+    )
 
 
 def parse_question(question: str) -> tuple[int, list[tuple[str, int]]]:
@@ -141,8 +142,12 @@ def check_steps(question: str, steps: Sequence[str]) -> list[bool]:
             if k < len(chain):
                 m = _STEP_RE.match(step)
                 a, sym, b, c = chain[k]
-                ok = bool(m) and (int(m.group(1)), m.group(2).replace("×", "*").replace("x", "*"),
-                                  int(m.group(3)), int(m.group(4))) == (a, sym, b, c)
+                ok = bool(m) and (
+                    int(m.group(1)),
+                    m.group(2).replace("×", "*").replace("x", "*"),
+                    int(m.group(3)),
+                    int(m.group(4)),
+                ) == (a, sym, b, c)
             elif k == len(chain):
                 m = _ANSWER_RE.match(step)
                 ok = bool(m) and int(m.group(1)) == chain[-1][3]
@@ -169,8 +174,9 @@ def eval_questions(eval_seed: int = 0, size: int = 5000) -> set[str]:
     return {make_problem(eval_seed, i, lv).question for i in range(size) for lv in LEVELS}
 
 
-def training_problems(seed: int, levels: Sequence[int] = LEVELS, eval_seed: int = 0,
-                      eval_size: int = 5000) -> Iterator[Problem]:
+def training_problems(
+    seed: int, levels: Sequence[int] = LEVELS, eval_seed: int = 0, eval_size: int = 5000
+) -> Iterator[Problem]:
     """An endless seeded stream of training problems, disjoint from evaluation: seeds are offset
     into a separate space and any question that equals an evaluation question is dropped."""
     avoid = eval_questions(eval_seed, eval_size)

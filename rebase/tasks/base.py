@@ -37,8 +37,7 @@ from typing import Any, Callable, ClassVar, Mapping, Optional
 
 from rebase.errors import BadInput
 from rebase.registry import DATASETS
-from rebase.tasks.rules import (extract_boxed, extract_numeric, grade_latex, grade_numeric, latex_answer_key,
-                                numeric_key)
+from rebase.tasks.rules import extract_boxed, extract_numeric, grade_latex, grade_numeric, latex_answer_key, numeric_key
 from rebase.tasks.sources import Row, hub_rows, read_jsonl
 from rebase.types import Problem
 

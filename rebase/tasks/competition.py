@@ -39,6 +39,12 @@ def competition_problems(rows: list[Row], dataset: str, keys: Sequence[str], top
     out = []
     for i, row in enumerate(rows):
         rid = row[2].get("id")
-        out.append(Problem(id=f"{dataset}-{rid if rid not in (None, '') else i}", question=question_of(row, keys),
-                           gold=integer_gold(row, top=top), dataset=dataset))
+        out.append(
+            Problem(
+                id=f"{dataset}-{rid if rid not in (None, '') else i}",
+                question=question_of(row, keys),
+                gold=integer_gold(row, top=top),
+                dataset=dataset,
+            )
+        )
     return out

@@ -34,8 +34,9 @@ from rebase.tasks import aime, amc, gsm8k, hendrycks_math  # noqa: F401  (each r
 from rebase.tasks.base import task_of
 from rebase.types import Problem
 
-DATASETS.register_lazy("arith", "rebase.tasks.arith:Arith",
-                       "generated multi-step arithmetic (levels 1-5), the demo world's dataset")
+DATASETS.register_lazy(
+    "arith", "rebase.tasks.arith:Arith", "generated multi-step arithmetic (levels 1-5), the demo world's dataset"
+)
 
 
 def check_unique_ids(problems: list[Problem], source: str) -> None:
@@ -43,8 +44,10 @@ def check_unique_ids(problems: list[Problem], source: str) -> None:
     seen: dict[str, int] = {}
     for i, p in enumerate(problems):
         if p.id in seen:
-            raise BadInput(f"{source}: problem id {p.id!r} appears twice (problems {seen[p.id] + 1} and {i + 1}); "
-                           "ids must be unique")
+            raise BadInput(
+                f"{source}: problem id {p.id!r} appears twice (problems {seen[p.id] + 1} and {i + 1}); "
+                "ids must be unique"
+            )
         seen[p.id] = i
 
 
@@ -60,8 +63,9 @@ def load_problems(cfg: DatasetConfig) -> list[Problem]:
         found = sorted({p.level for p in problems if p.level is not None})
         problems = [p for p in problems if p.level in set(cfg.levels)]
         if not problems:
-            raise BadInput(f"{source}: dataset.levels {cfg.levels} left no problems "
-                           f"(levels present: {found or 'none'})")
+            raise BadInput(
+                f"{source}: dataset.levels {cfg.levels} left no problems (levels present: {found or 'none'})"
+            )
     if cfg.sample is not None:
         k = min(cfg.sample, len(problems))
         problems = random.Random(cfg.sample_seed).sample(problems, k)

@@ -28,11 +28,20 @@ from __future__ import annotations
 from typing import Optional
 
 from rebase.tasks.base import DEFAULT, Task, find_task
-from rebase.tasks.rules import (MAX_VERIFY_CHARS, REL_TOL, VERIFY_TIMEOUT_S, last_boxed, normalize_number,
-                                verify_latex)
+from rebase.tasks.rules import MAX_VERIFY_CHARS, REL_TOL, VERIFY_TIMEOUT_S, last_boxed, normalize_number, verify_latex
 
-__all__ = ["MAX_VERIFY_CHARS", "REL_TOL", "VERIFY_TIMEOUT_S", "answer_key", "extract_answer", "grade",
-           "last_boxed", "normalize_number", "task_rules", "verify_latex"]
+__all__ = [
+    "MAX_VERIFY_CHARS",
+    "REL_TOL",
+    "VERIFY_TIMEOUT_S",
+    "answer_key",
+    "extract_answer",
+    "grade",
+    "last_boxed",
+    "normalize_number",
+    "task_rules",
+    "verify_latex",
+]
 
 
 def task_rules(dataset: str) -> Task:

@@ -31,6 +31,5 @@ class GSM8K(NumericTask):
             gold = answer.rsplit("####", 1)[1].strip().replace(",", "")
             if not gold:
                 raise BadInput(f"{row[0]}:{row[1]}: field 'answer' has nothing after '####'")
-            out.append(Problem(id=f"gsm8k-{i}", question=str(required(row, "question")), gold=gold,
-                               dataset=self.name))
+            out.append(Problem(id=f"gsm8k-{i}", question=str(required(row, "question")), gold=gold, dataset=self.name))
         return out

@@ -19,8 +19,15 @@ from rebase.tasks.rules import last_boxed
 from rebase.tasks.sources import Row, level_of, required
 from rebase.types import Problem
 
-SUBJECTS = ("algebra", "counting_and_probability", "geometry", "intermediate_algebra",
-            "number_theory", "prealgebra", "precalculus")
+SUBJECTS = (
+    "algebra",
+    "counting_and_probability",
+    "geometry",
+    "intermediate_algebra",
+    "number_theory",
+    "prealgebra",
+    "precalculus",
+)
 
 
 @DATASETS.register("math500")
@@ -31,10 +38,17 @@ class MATH500(MathTask):
     hub = "HuggingFaceH4/MATH-500"
 
     def problems(self, rows: list[Row]) -> list[Problem]:
-        return [Problem(id=str(required(r, "unique_id")), question=str(required(r, "problem")),
-                        gold=str(required(r, "answer")).strip(), dataset=self.name,
-                        level=level_of(r[2].get("level")), subject=r[2].get("subject"))
-                for r in rows]
+        return [
+            Problem(
+                id=str(required(r, "unique_id")),
+                question=str(required(r, "problem")),
+                gold=str(required(r, "answer")).strip(),
+                dataset=self.name,
+                level=level_of(r[2].get("level")),
+                subject=r[2].get("subject"),
+            )
+            for r in rows
+        ]
 
 
 @DATASETS.register("math")
@@ -52,7 +66,14 @@ class MATH(MathTask):
             if not gold:
                 raise BadInput(f"{row[0]}:{row[1]}: field 'solution' has no complete \\boxed{{...}} answer")
             idx = row[2].get("idx")
-            out.append(Problem(id=f"math-{idx if idx is not None else i}", question=str(required(row, "problem")),
-                               gold=gold, dataset=self.name, level=level_of(row[2].get("level")),
-                               subject=row[2].get("type")))
+            out.append(
+                Problem(
+                    id=f"math-{idx if idx is not None else i}",
+                    question=str(required(row, "problem")),
+                    gold=gold,
+                    dataset=self.name,
+                    level=level_of(row[2].get("level")),
+                    subject=row[2].get("type"),
+                )
+            )
         return out

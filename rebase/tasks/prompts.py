@@ -30,14 +30,22 @@ _INSTRUCTIONS = {
 
 # Exemplars written for this project (not taken from any benchmark split).
 _SHOTS = [
-    ("Tom has 3 boxes with 12 pencils each. He gives away 7 pencils. How many pencils does he have left?",
-     ["Tom starts with 3 * 12 = 36 pencils.", "After giving away 7 he has 36 - 7 = 29 pencils."], "29"),
-    ("A train travels 60 km per hour for 2.5 hours. How far does it go?",
-     ["Distance is speed times time.", "60 * 2.5 = 150 km."], "150"),
-    ("What is the sum of the first 5 positive odd numbers?",
-     ["The first 5 odd numbers are 1, 3, 5, 7, 9.", "Their sum is 1 + 3 + 5 + 7 + 9 = 25."], "25"),
-    ("Solve for x: 2x + 6 = 20.",
-     ["Subtract 6 from both sides: 2x = 14.", "Divide by 2: x = 7."], "7"),
+    (
+        "Tom has 3 boxes with 12 pencils each. He gives away 7 pencils. How many pencils does he have left?",
+        ["Tom starts with 3 * 12 = 36 pencils.", "After giving away 7 he has 36 - 7 = 29 pencils."],
+        "29",
+    ),
+    (
+        "A train travels 60 km per hour for 2.5 hours. How far does it go?",
+        ["Distance is speed times time.", "60 * 2.5 = 150 km."],
+        "150",
+    ),
+    (
+        "What is the sum of the first 5 positive odd numbers?",
+        ["The first 5 odd numbers are 1, 3, 5, 7, 9.", "Their sum is 1 + 3 + 5 + 7 + 9 = 25."],
+        "25",
+    ),
+    ("Solve for x: 2x + 6 = 20.", ["Subtract 6 from both sides: 2x = 14.", "Divide by 2: x = 7."], "7"),
 ]
 
 
@@ -81,7 +89,11 @@ class PromptFormat:
         head = self.instruction or _INSTRUCTIONS.get(self.answer_marker, _INSTRUCTIONS["The answer is"])
         if "{question}" in head:
             return "".join(parts) + head.format(question=problem.question) + "\nAnswer:\n"
-        return "".join(parts) + (head + "\n\n" if self.style != "few_shot" else "") + f"Question: {problem.question}\nAnswer:\n"
+        return (
+            "".join(parts)
+            + (head + "\n\n" if self.style != "few_shot" else "")
+            + f"Question: {problem.question}\nAnswer:\n"
+        )
 
     def render(self, problem: Problem, generator: Any = None) -> str:
         """The prompt text for `problem`; uses the model's chat template unless turned off."""
@@ -116,7 +128,7 @@ class PromptFormat:
             if start < 0:
                 return False
             depth = 0
-            for ch in text[start + len("\\boxed"):]:
+            for ch in text[start + len("\\boxed") :]:
                 depth += (ch == "{") - (ch == "}")
                 if depth == 0:
                     return True
@@ -124,7 +136,7 @@ class PromptFormat:
         at = text.lower().find(self.answer_marker.lower())
         if at < 0:
             return False
-        rest = text[at + len(self.answer_marker):]
+        rest = text[at + len(self.answer_marker) :]
         return self.step_delimiter in rest and bool(rest.split(self.step_delimiter, 1)[0].strip())
 
     def split_steps(self, text: str) -> list[str]:

@@ -65,7 +65,7 @@ def last_boxed(text: str) -> Optional[str]:
 
 
 def normalize_number(s: str) -> Optional[str]:
-    """"$1,000.00" -> "1000", "18.0" -> "18", "−3" -> "-3", "6/8" -> "3/4", "50%" -> "50";
+    """ "$1,000.00" -> "1000", "18.0" -> "18", "−3" -> "-3", "6/8" -> "3/4", "50%" -> "50";
     None when `s` is not a single number."""
     if not isinstance(s, str):
         return None
@@ -105,8 +105,7 @@ def _to_fraction(s: Optional[str]) -> Optional[Fraction]:
 
 def _number_in(text: str) -> Optional[str]:
     """The number `text` is (a boxed "\\frac{1}{2}", "18 \\text{ dollars}"), else the first one in it."""
-    return (normalize_number(text) or normalize_number(re.sub(r"\\text\{[^{}]*\}", "", text))
-            or _first_number(text))
+    return normalize_number(text) or normalize_number(re.sub(r"\\text\{[^{}]*\}", "", text)) or _first_number(text)
 
 
 def _first_number(text: str) -> Optional[str]:
@@ -159,8 +158,9 @@ def _parse_boxed(latex: str) -> tuple[Any, ...]:
     from math_verify import LatexExtractionConfig, parse
 
     try:
-        return tuple(parse("$\\boxed{" + latex + "}$", extraction_config=[LatexExtractionConfig()],
-                           parsing_timeout=_timeout()))
+        return tuple(
+            parse("$\\boxed{" + latex + "}$", extraction_config=[LatexExtractionConfig()], parsing_timeout=_timeout())
+        )
     except BaseException as e:  # math-verify's TimeoutException is a BaseException
         if isinstance(e, (KeyboardInterrupt, SystemExit)):
             raise
@@ -182,8 +182,6 @@ def verify_latex(answer: str, gold: str) -> bool:
         if isinstance(e, (KeyboardInterrupt, SystemExit)):
             raise
         return False
-
-
 
 
 def extract_numeric(text: str) -> Optional[str]:

@@ -58,8 +58,10 @@ def hub_rows(repo: str, configs: Iterable[Optional[str]], split: str) -> list[Ro
             ds = datasets.load_dataset(repo, conf, split=split)
             rows.extend((f"hub:{repo}", len(rows) + 1, dict(r)) for r in ds)
     except Exception as e:  # network, auth, missing split: all mean "use a local file"
-        raise BadInput(f"hub:{repo}: could not load split '{split}' (hub unreachable or dataset "
-                       f"unavailable: {type(e).__name__}); set dataset.path to a local JSONL file") from None
+        raise BadInput(
+            f"hub:{repo}: could not load split '{split}' (hub unreachable or dataset "
+            f"unavailable: {type(e).__name__}); set dataset.path to a local JSONL file"
+        ) from None
     if not rows:
         raise BadInput(f"hub:{repo}: split '{split}' is empty")
     return rows

@@ -46,7 +46,7 @@ def slip(x: int, rng: random.Random) -> int:
         elif kind == 3 and x >= 10:
             s = str(x)
             i = rng.randrange(len(s) - 1)
-            y = int(s[:i] + s[i + 1] + s[i] + s[i + 2:])
+            y = int(s[:i] + s[i + 1] + s[i] + s[i + 2 :])
         else:
             y = x + rng.randint(-9, 9)
         if y != x and y >= 0:

@@ -32,16 +32,29 @@ def load(model_dir: Path) -> TransformersGenerator:
     return TransformersGenerator(TransformersModel(name=Path(model_dir).name, path=str(model_dir), prefix_reuse=False))
 
 
-def solutions(model_dir: Path | TransformersGenerator, questions: Sequence[str], temperature: float = 0.0,
-              seed: int = 0, max_new_tokens: int = MAX_NEW_TOKENS) -> list[str]:
+def solutions(
+    model_dir: Path | TransformersGenerator,
+    questions: Sequence[str],
+    temperature: float = 0.0,
+    seed: int = 0,
+    max_new_tokens: int = MAX_NEW_TOKENS,
+) -> list[str]:
     """One completion per question (greedy at temperature 0). Request i has seed (seed, i), so the
     same call gives the same samples whatever the batching."""
     gen = model_dir if isinstance(model_dir, TransformersGenerator) else load(model_dir)
     fmt = PromptFormat.from_config("arith")
     out: list[str] = []
     for s in range(0, len(questions), CHUNK):
-        reqs = [GenerationRequest(prompt=prompt_text(q), n=1, temperature=temperature, max_tokens=max_new_tokens,
-                                  stop=fmt.solution_stops, seed=seed * 1_000_003 + s + i)
-                for i, q in enumerate(questions[s: s + CHUNK])]
+        reqs = [
+            GenerationRequest(
+                prompt=prompt_text(q),
+                n=1,
+                temperature=temperature,
+                max_tokens=max_new_tokens,
+                stop=fmt.solution_stops,
+                seed=seed * 1_000_003 + s + i,
+            )
+            for i, q in enumerate(questions[s : s + CHUNK])
+        ]
         out += [c[0].text for c in gen.generate(reqs)]
     return out

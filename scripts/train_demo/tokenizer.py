@@ -39,12 +39,16 @@ def build_tokenizer():
     tok.add_special_tokens([AddedToken(s, special=True, normalized=False) for s in SPECIALS])
     tok.add_tokens([AddedToken(STEP_TAG, normalized=False, special=False)])
     bos = vocab["<s>"]
-    tok.post_processor = processors.TemplateProcessing(
-        single="<s> $A", pair="<s> $A $B", special_tokens=[("<s>", bos)])
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>",
-                                   pad_token="<pad>", unk_token="<unk>",
-                                   clean_up_tokenization_spaces=False,
-                                   padding_side="left")  # batched generation continues each row's end
+    tok.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A $B", special_tokens=[("<s>", bos)])
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<s>",
+        eos_token="</s>",
+        pad_token="<pad>",
+        unk_token="<unk>",
+        clean_up_tokenization_spaces=False,
+        padding_side="left",
+    )  # batched generation continues each row's end
     for s in (STEP_TAG, GOOD, BAD):
         ids = fast.encode(s, add_special_tokens=False)
         if len(ids) != 1:

@@ -47,6 +47,7 @@ def _log_to(path: Optional[Path]):
         if path is not None:
             with open(path, "a", encoding="utf-8") as f:
                 f.write(line + "\n")
+
     return log
 
 
@@ -66,29 +67,31 @@ A Llama-architecture causal LM trained from scratch by `python -m scripts.train_
 to solve the `arith` dataset's multi-step arithmetic problems step by step.
 
 - Architecture: LlamaForCausalLM, hidden {spec.hidden}, {spec.layers} layers, {spec.heads} heads,
-  MLP {spec.intermediate or 3 * spec.hidden}, tied embeddings, character-level tokenizer ({info['vocab']} tokens).
-- Parameters: {info['params']:,} (fp32 safetensors).
+  MLP {spec.intermediate or 3 * spec.hidden}, tied embeddings, character-level tokenizer ({info["vocab"]} tokens).
+- Parameters: {info["params"]:,} (fp32 safetensors).
 - Data: reference solutions of training problems from a seed stream disjoint from evaluation
   (rebase/tasks/arith.py `training_problems`), levels 1-5, one level per batch.
 - Format: plain prompt "Question: {{question}}\\nAnswer:\\n", one step per line, last line
   "The answer is N", then </s>. No chat template. Loss on solution tokens only.
 - Training: AdamW (peak lr {spec.lr}, betas 0.9/0.95, weight decay {spec.weight_decay}), batch {spec.batch},
   {spec.steps} steps, {spec.warmup} warmup then cosine to lr/10, seed {spec.seed}, one CPU thread:
-  {info['train_s']} s wall, {info.get('cpu_s', '?')} s CPU on the machine that produced these weights
-  (final loss {info['final_loss']}).
-- Greedy accuracy on {g['n']} held-out problems (arith seed 0, levels 1-5 in turn):
-  **{g['overall']:.1%}** overall; {levels}.
+  {info["train_s"]} s wall, {info.get("cpu_s", "?")} s CPU on the machine that produced these weights
+  (final loss {info["final_loss"]}).
+- Greedy accuracy on {g["n"]} held-out problems (arith seed 0, levels 1-5 in turn):
+  **{g["overall"]:.1%}** overall; {levels}.
 """ + _sampling_lines(info.get("sampling"))
 
 
 def _sampling_lines(m: Optional[dict]) -> str:
     if not m:
         return ""
-    return (f"- Sampling ({m['k']} samples per problem at temperature {m['temperature']}, first {m['n']} "
-            f"held-out problems): per-sample accuracy {m['sample_acc']:.1%}, pass@{m['k']} "
-            f"{m['pass_at_k']:.1%}, majority@{m['k']} {m['majority_at_k']:.1%}; "
-            f"{m['slip_share_of_errors']:.0%} of wrong samples first go wrong on an arithmetic slip "
-            f"in a correctly copied line.\n")
+    return (
+        f"- Sampling ({m['k']} samples per problem at temperature {m['temperature']}, first {m['n']} "
+        f"held-out problems): per-sample accuracy {m['sample_acc']:.1%}, pass@{m['k']} "
+        f"{m['pass_at_k']:.1%}, majority@{m['k']} {m['majority_at_k']:.1%}; "
+        f"{m['slip_share_of_errors']:.0%} of wrong samples first go wrong on an arithmetic slip "
+        f"in a correctly copied line.\n"
+    )
 
 
 def measure(tok, out: Path, only: set[str], eval_size: int, log) -> dict:
@@ -113,8 +116,7 @@ def measure(tok, out: Path, only: set[str], eval_size: int, log) -> dict:
     return results
 
 
-def train_policies(tok, out: Path, scale: float, only: set[str], eval_size: int, log,
-                   eval_every: int = 0) -> dict:
+def train_policies(tok, out: Path, scale: float, only: set[str], eval_size: int, log, eval_every: int = 0) -> dict:
     import tempfile
 
     from scripts.train_demo.sampling import load
@@ -140,8 +142,7 @@ def train_policies(tok, out: Path, scale: float, only: set[str], eval_size: int,
         info["greedy"] = greedy_accuracy(gen, heldout)
         info["sampling"] = sampling_metrics(gen, heldout[:SAMPLING_PROBLEMS])
         log(f"{spec.name}: sampling {info['sampling']}")
-        log(f"{spec.name}: {info['params']} params, {info['steps']} steps, {info['train_s']}s, "
-            f"greedy {info['greedy']}")
+        log(f"{spec.name}: {info['params']} params, {info['steps']} steps, {info['train_s']}s, greedy {info['greedy']}")
         save_model(model, tok, out / spec.name, info, policy_card(spec, info))
         results[spec.name] = info
     return results
@@ -154,20 +155,29 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--only", default="", help="comma-separated model names to (re)train")
     ap.add_argument("--eval-size", type=int, default=500, help="held-out problems for the model cards")
     ap.add_argument("--eval-every", type=int, default=0, help="log greedy accuracy every N steps")
-    ap.add_argument("--measure", action="store_true",
-                    help="only re-measure the saved policies in --out and rewrite their cards")
+    ap.add_argument(
+        "--measure", action="store_true", help="only re-measure the saved policies in --out and rewrite their cards"
+    )
     ap.add_argument("--log", default=None, help="also append the log to this file")
     ap.add_argument("--prm-init", default="arith-xl", help="the policy whose weights the PRM starts from")
     args = ap.parse_args(argv)  # a malformed argument: argparse's one-line usage error, exit 2
     known = [p.name for p in POLICIES] + ["arith-prm"]
     unknown = sorted({s for s in args.only.split(",") if s} - set(known))
-    problem = ("--steps-scale must be > 0" if args.steps_scale <= 0 else
-               "--eval-size must be >= 1" if args.eval_size < 1 else
-               "--eval-every must be >= 0" if args.eval_every < 0 else
-               f"--only: unknown model '{unknown[0]}'; available: {', '.join(known)}" if unknown else
-               f"--prm-init: unknown policy '{args.prm_init}'; available: {', '.join(known[:-1])}"
-               if args.prm_init not in known[:-1] else
-               f"--out {args.out}: is a file, not a directory" if Path(args.out).is_file() else None)
+    problem = (
+        "--steps-scale must be > 0"
+        if args.steps_scale <= 0
+        else "--eval-size must be >= 1"
+        if args.eval_size < 1
+        else "--eval-every must be >= 0"
+        if args.eval_every < 0
+        else f"--only: unknown model '{unknown[0]}'; available: {', '.join(known)}"
+        if unknown
+        else f"--prm-init: unknown policy '{args.prm_init}'; available: {', '.join(known[:-1])}"
+        if args.prm_init not in known[:-1]
+        else f"--out {args.out}: is a file, not a directory"
+        if Path(args.out).is_file()
+        else None
+    )
     if problem:
         print(f"python -m scripts.train_demo: error: {problem}", file=sys.stderr)
         return 2
@@ -192,8 +202,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     if not only or "arith-prm" in only:
         from scripts.train_demo.train_prm import train_and_save_prm
 
-        results["arith-prm"] = train_and_save_prm(tok, out, args.steps_scale, args.eval_size, log,
-                                                  init_from=args.prm_init)
+        results["arith-prm"] = train_and_save_prm(
+            tok, out, args.steps_scale, args.eval_size, log, init_from=args.prm_init
+        )
     log(f"done in {time.time() - t0:.0f}s")
     print(json.dumps({"out": str(out), "models": {k: v.get("greedy", v.get("auc")) for k, v in results.items()}}))
     return 0

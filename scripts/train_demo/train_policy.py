@@ -49,18 +49,25 @@ class PolicySpec:
     seed: int = 0
 
 
-
-
 def make_model(spec: PolicySpec, tok, max_positions: int = 512):
     """A freshly initialised LlamaForCausalLM (tied embeddings, seeded)."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     cfg = LlamaConfig(
-        vocab_size=len(tok), hidden_size=spec.hidden, num_hidden_layers=spec.layers,
-        num_attention_heads=spec.heads, num_key_value_heads=spec.heads,
-        intermediate_size=spec.intermediate or 3 * spec.hidden, max_position_embeddings=max_positions,
-        tie_word_embeddings=True, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id, rope_theta=10000.0, attn_implementation="sdpa")
+        vocab_size=len(tok),
+        hidden_size=spec.hidden,
+        num_hidden_layers=spec.layers,
+        num_attention_heads=spec.heads,
+        num_key_value_heads=spec.heads,
+        intermediate_size=spec.intermediate or 3 * spec.hidden,
+        max_position_embeddings=max_positions,
+        tie_word_embeddings=True,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        rope_theta=10000.0,
+        attn_implementation="sdpa",
+    )
     torch.manual_seed(spec.seed)
     return LlamaForCausalLM(cfg)
 
@@ -95,8 +102,13 @@ def lr_at(step: int, spec: PolicySpec) -> float:
     return spec.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, frac))))
 
 
-def train_policy(spec: PolicySpec, tok, log: Optional[Callable[[str], None]] = None,
-                 eval_every: int = 0, eval_fn: Optional[Callable] = None):
+def train_policy(
+    spec: PolicySpec,
+    tok,
+    log: Optional[Callable[[str], None]] = None,
+    eval_every: int = 0,
+    eval_fn: Optional[Callable] = None,
+):
     """Train `spec` from scratch; returns (model, info) with info = {params, steps, train_s,
     final_loss, losses}. Deterministic for a given spec on a given machine and thread count."""
     log = log or (lambda s: None)
@@ -104,8 +116,11 @@ def train_policy(spec: PolicySpec, tok, log: Optional[Callable[[str], None]] = N
     model.train()
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
     other = [p for n, p in model.named_parameters() if p.dim() < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": spec.weight_decay},
-                             {"params": other, "weight_decay": 0.0}], lr=spec.lr, betas=(0.9, 0.95))
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": spec.weight_decay}, {"params": other, "weight_decay": 0.0}],
+        lr=spec.lr,
+        betas=(0.9, 0.95),
+    )
     # one level per batch (drawn by the stream's seed): mixed-level batches waste ~30% on padding
     streams = {lv: training_problems(spec.seed * 10 + lv, levels=(lv,)) for lv in LEVELS}
     pick = random.Random(f"levels/{spec.seed}")
@@ -123,16 +138,23 @@ def train_policy(spec: PolicySpec, tok, log: Optional[Callable[[str], None]] = N
         opt.step()
         losses.append(loss.item())
         if (step + 1) % 100 == 0 or step == 0:
-            log(f"{spec.name} step {step + 1}/{spec.steps} loss {sum(losses[-100:]) / len(losses[-100:]):.4f} "
-                f"{time.time() - t0:.0f}s wall {time.process_time() - c0:.0f}s cpu")
+            log(
+                f"{spec.name} step {step + 1}/{spec.steps} loss {sum(losses[-100:]) / len(losses[-100:]):.4f} "
+                f"{time.time() - t0:.0f}s wall {time.process_time() - c0:.0f}s cpu"
+            )
         if eval_every and eval_fn and (step + 1) % eval_every == 0:
             model.eval()
             eval_fn(model, step + 1)
             model.train()
     model.eval()
-    info = {"params": n_params(model), "steps": spec.steps, "train_s": round(time.time() - t0, 1),
-            "cpu_s": round(time.process_time() - c0, 1),
-            "final_loss": round(sum(losses[-100:]) / max(1, len(losses[-100:])), 4), "spec": asdict(spec)}
+    info = {
+        "params": n_params(model),
+        "steps": spec.steps,
+        "train_s": round(time.time() - t0, 1),
+        "cpu_s": round(time.process_time() - c0, 1),
+        "final_loss": round(sum(losses[-100:]) / max(1, len(losses[-100:])), 4),
+        "spec": asdict(spec),
+    }
     return model, info
 
 
@@ -143,8 +165,12 @@ def split_steps(text: str) -> list[str]:
 def is_correct(question: str, text: str) -> bool:
     """A solution is correct when every step checks (which includes the final answer line)."""
     steps = split_steps(text)
-    return bool(steps) and all(check_steps(question, steps)) and len(steps) == len(check_steps(question, steps)) \
+    return (
+        bool(steps)
+        and all(check_steps(question, steps))
+        and len(steps) == len(check_steps(question, steps))
         and steps[-1].lower().startswith("the answer is")
+    )
 
 
 def greedy_accuracy(model, problems: Sequence[Problem]) -> dict:
@@ -158,13 +184,14 @@ def greedy_accuracy(model, problems: Sequence[Problem]) -> dict:
         ok = grade(extract_answer(t, "arith"), p.gold, "arith")
         per.setdefault(p.level or 0, []).append(bool(ok))
     allok = [x for v in per.values() for x in v]
-    return {"overall": round(sum(allok) / len(allok), 4),
-            "per_level": {lv: round(sum(v) / len(v), 4) for lv, v in sorted(per.items())},
-            "n": len(allok)}
+    return {
+        "overall": round(sum(allok) / len(allok), 4),
+        "per_level": {lv: round(sum(v) / len(v), 4) for lv, v in sorted(per.items())},
+        "n": len(allok),
+    }
 
 
-def sampling_metrics(model, problems: Sequence[Problem], k: int = 8, temperature: float = 0.7,
-                     seed: int = 0) -> dict:
+def sampling_metrics(model, problems: Sequence[Problem], k: int = 8, temperature: float = 0.7, seed: int = 0) -> dict:
     """k samples per problem: per-sample accuracy, pass@k, majority@k (invalid answers never win),
     and the share of wrong samples whose first bad step is an arithmetic slip on a correctly copied
     line (the errors a step PRM can catch)."""
@@ -176,20 +203,26 @@ def sampling_metrics(model, problems: Sequence[Problem], k: int = 8, temperature
     texts = solutions(model, qs, temperature=temperature, seed=seed)
     n_ok = n_pass = n_major = n_wrong = n_slip = 0
     for i, p in enumerate(problems):
-        answers = [extract_answer(t, "arith") for t in texts[i * k: (i + 1) * k]]
+        answers = [extract_answer(t, "arith") for t in texts[i * k : (i + 1) * k]]
         ok = [grade(a, p.gold, "arith") for a in answers]
         n_ok += sum(ok)
         n_pass += any(ok)
         votes = Counter(a for a in answers if a is not None)
         n_major += bool(votes) and grade(votes.most_common(1)[0][0], p.gold, "arith")
-        for t, good in zip(texts[i * k: (i + 1) * k], ok):
+        for t, good in zip(texts[i * k : (i + 1) * k], ok):
             if not good:
                 n_wrong += 1
                 n_slip += _first_error_is_slip(p.question, split_steps(t))
     n = len(problems)
-    return {"k": k, "temperature": temperature, "n": n, "sample_acc": round(n_ok / (n * k), 4),
-            "pass_at_k": round(n_pass / n, 4), "majority_at_k": round(n_major / n, 4),
-            "slip_share_of_errors": round(n_slip / max(1, n_wrong), 4)}
+    return {
+        "k": k,
+        "temperature": temperature,
+        "n": n,
+        "sample_acc": round(n_ok / (n * k), 4),
+        "pass_at_k": round(n_pass / n, 4),
+        "majority_at_k": round(n_major / n, 4),
+        "slip_share_of_errors": round(n_slip / max(1, n_wrong), 4),
+    }
 
 
 def _first_error_is_slip(question: str, steps: list[str]) -> bool:

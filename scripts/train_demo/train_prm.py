@@ -59,8 +59,9 @@ def label_samples(questions: Sequence[str], texts: Sequence[str]) -> list[tuple[
     return rows
 
 
-def sample_labelled(models: dict, tok, problems_for: Callable[[str], list], seed: int, log,
-                    temperatures: Sequence[float] = TEMPERATURES) -> list:
+def sample_labelled(
+    models: dict, tok, problems_for: Callable[[str], list], seed: int, log, temperatures: Sequence[float] = TEMPERATURES
+) -> list:
     """Sampled solutions of each policy on its problems, split evenly over `temperatures`, labelled."""
     rows = []
     for k, (name, model) in enumerate(models.items()):
@@ -68,7 +69,7 @@ def sample_labelled(models: dict, tok, problems_for: Callable[[str], list], seed
         per = -(-len(qs) // len(temperatures))
         got = []
         for j, temp in enumerate(temperatures):
-            part = qs[j * per: (j + 1) * per]
+            part = qs[j * per : (j + 1) * per]
             got += label_samples(part, solutions(model, part, temperature=temp, seed=seed + 10 * k + j))
         good = sum(all(lab) for _, _, lab in got)
         log(f"prm data: {name} {len(got)} samples, {good / max(1, len(got)):.1%} fully correct")
@@ -120,10 +121,11 @@ def lm_loss(logits: torch.Tensor, ids: torch.Tensor, batch) -> torch.Tensor:
     for i, (x, pos, y, q_end) in enumerate(batch):
         n_good = y.index(0) if 0 in y else len(y)
         end = pos[n_good - 1] if n_good else q_end
-        target[i, q_end - 1: end] = ids[i, q_end: end + 1]
+        target[i, q_end - 1 : end] = ids[i, q_end : end + 1]
         target[i, torch.tensor(pos, dtype=torch.long)] = -100
-    return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1),
-                                             ignore_index=-100)
+    return torch.nn.functional.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=-100
+    )
 
 
 def step_scores(model, tok, data) -> tuple[list[float], list[int]]:
@@ -131,7 +133,7 @@ def step_scores(model, tok, data) -> tuple[list[float], list[int]]:
     scores, ys = [], []
     with torch.no_grad():
         for s in range(0, len(data), 64):
-            pl, y = pair_logits(model, tok, data[s: s + 64])
+            pl, y = pair_logits(model, tok, data[s : s + 64])
             scores += torch.softmax(pl.float(), -1)[:, 0].tolist()
             ys += y.tolist()
     return scores, ys
@@ -156,7 +158,7 @@ def auc(scores: np.ndarray, labels: np.ndarray) -> float:
         j = i
         while j + 1 < len(allv) and allv[j + 1] == allv[i]:
             j += 1
-        ranks[i: j + 1] = (i + j) / 2 + 1
+        ranks[i : j + 1] = (i + j) / 2 + 1
         i = j + 1
     r = np.empty(len(allv))
     r[order] = ranks
@@ -202,8 +204,13 @@ def train_prm(model, tok, train, steps: int, log, seed: int = SEED, eval_fn: Opt
             eval_fn(model, step + 1)
             model.train()
     model.eval()
-    return {"steps": steps, "train_s": round(time.time() - t0, 1), "final_loss": round(float(np.mean(losses[-100:])), 4),
-            "good_fraction": round(n_good / max(1, n_all), 4), "train_steps_labelled": n_all}
+    return {
+        "steps": steps,
+        "train_s": round(time.time() - t0, 1),
+        "final_loss": round(float(np.mean(losses[-100:])), 4),
+        "good_fraction": round(n_good / max(1, n_all), 4),
+        "train_steps_labelled": n_all,
+    }
 
 
 def ranking_check(prm, tok, models: dict, problems, n_max: int, log) -> dict:
@@ -259,37 +266,45 @@ def prm_card(info: dict) -> str:
     lines = []
     for name, res in rank.items():
         ns = sorted(res["best_of_n"])
-        lines.append(f"  | {name} | " + " | ".join(f"{res['best_of_n'][n]:.2f}" for n in ns) + " | "
-                     + " | ".join(f"{res['weighted_majority'][n]:.2f}" for n in ns[-1:]) + " | "
-                     + f"{res['majority'][ns[-1]]:.2f} | {res['pass'][ns[-1]]:.2f} |")
+        lines.append(
+            f"  | {name} | "
+            + " | ".join(f"{res['best_of_n'][n]:.2f}" for n in ns)
+            + " | "
+            + " | ".join(f"{res['weighted_majority'][n]:.2f}" for n in ns[-1:])
+            + " | "
+            + f"{res['majority'][ns[-1]]:.2f} | {res['pass'][ns[-1]]:.2f} |"
+        )
     ns = sorted(next(iter(rank.values()))["best_of_n"]) if rank else []
-    table = ("" if not rank else
-             f"- Whole-solution ranking on {BON_PROBLEMS} held-out problems, samples at temperature "
-             f"{EVAL_TEMPERATURE}, score = last step's P(good):\n\n"
-             "  | policy | " + " | ".join(f"best-of-{n}" for n in ns) + f" | weighted maj@{ns[-1]} | "
-             f"majority@{ns[-1]} | pass@{ns[-1]} |\n  |" + "---|" * (len(ns) + 4) + "\n" + "\n".join(lines) + "\n")
+    table = (
+        ""
+        if not rank
+        else f"- Whole-solution ranking on {BON_PROBLEMS} held-out problems, samples at temperature "
+        f"{EVAL_TEMPERATURE}, score = last step's P(good):\n\n"
+        "  | policy | " + " | ".join(f"best-of-{n}" for n in ns) + f" | weighted maj@{ns[-1]} | "
+        f"majority@{ns[-1]} | pass@{ns[-1]} |\n  |" + "---|" * (len(ns) + 4) + "\n" + "\n".join(lines) + "\n"
+    )
     per = ", ".join(f"{k} {v:.3f}" for k, v in info.get("auc_per_policy", {}).items())
     return f"""# arith-prm: demo step process reward model
 
-A Llama-architecture causal LM (the shape of {info.get('init_from', INIT_FROM)}, initialised from its weights) fine-tuned
+A Llama-architecture causal LM (the shape of {info.get("init_from", INIT_FROM)}, initialised from its weights) fine-tuned
 by `python -m scripts.train_demo` (scripts/train_demo/train_prm.py) as a Math-Shepherd-style step PRM for `arith`.
 
 - Use it with the `step_tag` PRM family: tag " ки", good "+", bad "-". Input layout
   (reward_models/base.py `step_tag_text`): "{{question}} {{step 1}} ки\\n{{step 2}} ки...";
   the score of step k = softmax([logit(+), logit(-)])[0] at the k-th tag token.
-- Parameters: {info['params']:,} (fp32 safetensors); character-level tokenizer shared with the policies.
-- Data: {info['n_train']} labelled solutions on training problems (a seed stream disjoint from evaluation):
-  {info['n_sampled']} sampled from {', '.join(POLICY_NAMES)} at temperatures {', '.join(map(str, TEMPERATURES))}
-  and {info['n_hard']} hard negatives (reference solutions with one step broken the way the policies
+- Parameters: {info["params"]:,} (fp32 safetensors); character-level tokenizer shared with the policies.
+- Data: {info["n_train"]} labelled solutions on training problems (a seed stream disjoint from evaluation):
+  {info["n_sampled"]} sampled from {", ".join(POLICY_NAMES)} at temperatures {", ".join(map(str, TEMPERATURES))}
+  and {info["n_hard"]} hard negatives (reference solutions with one step broken the way the policies
   break them: scripts/train_demo/hard_negatives.py). Every step is labelled by
-  `rebase.tasks.arith.check_steps` (good until the first wrong step): {info['train_steps_labelled']} labelled
-  steps, {info['good_fraction']:.1%} good.
+  `rebase.tasks.arith.check_steps` (good until the first wrong step): {info["train_steps_labelled"]} labelled
+  steps, {info["good_fraction"]:.1%} good.
 - Training: class-balanced cross-entropy over the (good, bad) logits at tag positions, plus {LM_WEIGHT} x
-  next-token loss on the right steps; AdamW (lr {LR}, batch {BATCH}), {info['steps']} steps, seed {SEED},
-  one CPU thread: {info['train_s']} s (plus {info['sample_s']} s sampling) on the machine that produced these weights.
-- Step-label AUC on held-out samples ({info['n_heldout']} solutions, {HELDOUT_PER_POLICY} per policy at temperature
-  {EVAL_TEMPERATURE} on evaluation problems, {info['heldout_steps']} steps): **{info['auc']:.3f}**
-  (per policy: {per}; before fine-tuning: {info['auc_init']:.3f}).
+  next-token loss on the right steps; AdamW (lr {LR}, batch {BATCH}), {info["steps"]} steps, seed {SEED},
+  one CPU thread: {info["train_s"]} s (plus {info["sample_s"]} s sampling) on the machine that produced these weights.
+- Step-label AUC on held-out samples ({info["n_heldout"]} solutions, {HELDOUT_PER_POLICY} per policy at temperature
+  {EVAL_TEMPERATURE} on evaluation problems, {info["heldout_steps"]} steps): **{info["auc"]:.3f}**
+  (per policy: {per}; before fine-tuning: {info["auc_init"]:.3f}).
 {table}"""
 
 
@@ -311,7 +326,9 @@ def train_and_save_prm(tok, out: Path, steps_scale: float, eval_size: int, log, 
     n_held = max(8, round(HELDOUT_PER_POLICY * frac))
     streams = {n: training_problems(SEED * 10 + k) for k, n in enumerate(POLICY_NAMES)}
     train_rows = sample_labelled(models, tok, lambda n: [next(streams[n]) for _ in range(n_train)], SEED, log)
-    hard = corrupted_rows(itertools.islice(training_problems(SEED * 10 + 9), max(BATCH, round(HARD_NEGATIVES * frac))), SEED)
+    hard = corrupted_rows(
+        itertools.islice(training_problems(SEED * 10 + 9), max(BATCH, round(HARD_NEGATIVES * frac))), SEED
+    )
     held = heldout_problems(max(eval_size, n_held))
     held_rows = sample_labelled(models, tok, lambda n: held[:n_held], SEED + 100, log, (EVAL_TEMPERATURE,))
     sample_s = round(time.time() - t0, 1)
@@ -326,12 +343,22 @@ def train_and_save_prm(tok, out: Path, steps_scale: float, eval_size: int, log, 
     auc_init = step_auc(prm.eval(), tok, heldout)
     log(f"arith-prm: held-out step AUC before training {auc_init:.3f}")
     info = train_prm(prm, tok, train, max(2, round(STEPS * steps_scale)), log, eval_fn=probe)
-    info.update(params=sum(p.numel() for p in prm.parameters()), auc=round(step_auc(prm, tok, heldout), 4),
-                auc_per_policy={n: round(step_auc(prm, tok, d), 4) for n, d in by_policy.items()},
-                auc_init=round(auc_init, 4), n_train=len(train), n_sampled=len(train_rows), n_hard=len(hard),
-                n_heldout=len(heldout), init_from=init_from,
-                heldout_steps=sum(len(row[2]) for row in heldout), sample_s=sample_s,
-                heldout_good_fraction=round(sum(sum(row[2]) for row in heldout) / max(1, sum(len(row[2]) for row in heldout)), 4))
+    info.update(
+        params=sum(p.numel() for p in prm.parameters()),
+        auc=round(step_auc(prm, tok, heldout), 4),
+        auc_per_policy={n: round(step_auc(prm, tok, d), 4) for n, d in by_policy.items()},
+        auc_init=round(auc_init, 4),
+        n_train=len(train),
+        n_sampled=len(train_rows),
+        n_hard=len(hard),
+        n_heldout=len(heldout),
+        init_from=init_from,
+        heldout_steps=sum(len(row[2]) for row in heldout),
+        sample_s=sample_s,
+        heldout_good_fraction=round(
+            sum(sum(row[2]) for row in heldout) / max(1, sum(len(row[2]) for row in heldout)), 4
+        ),
+    )
     log(f"arith-prm: {info}")
     n_bon = max(4, round(BON_PROBLEMS * frac))
     info["ranking"] = ranking_check(prm, tok, models, held[:n_bon], max(n for n in BON_N if n <= 64), log)
