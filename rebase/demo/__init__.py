@@ -2,8 +2,8 @@
 
 Why: `rebase demo` must run end to end on a laptop CPU with no downloads, yet show the paper's
 effects (accuracy rising with model size and with search budget; a smaller model with search
-competing with a larger one at equal FLOPs). So the package ships three small Llama policies of
-different sizes (arith-s, arith-m, arith-l) and a Math-Shepherd-style step PRM (arith-prm) under
+competing with a larger one at equal FLOPs). So the package ships four small Llama policies of
+different sizes (arith-s, arith-m, arith-l, arith-xl) and a Math-Shepherd-style step PRM (arith-prm) under
 models/, and the sweep that runs them, demo.yaml. The models were trained from scratch on
 `rebase/tasks/arith.py` problems by `python -m scripts.train_demo` (a source checkout only: the
 installed package carries only what running needs).
