@@ -72,7 +72,7 @@ def test_wheel_install_runs_the_demo_outside_the_checkout(tmp_path):
     )
     assert r.returncode == 0, r.stderr[-2000:]
     summary = json.loads(r.stdout.strip().splitlines()[-1])
-    assert summary["failed"] == 0 and summary["records"] == 3  # three demo policies x one problem
+    assert summary["failed"] == 0 and summary["records"] == 4  # four demo policies x one problem
     assert (work / "demo" / "report" / "index.html").is_file()
     r = run([str(bindir / "rebase"), "ls", "datasets"], work, env)
     assert r.returncode == 0 and "arith" in r.stdout
