@@ -16,6 +16,17 @@ from typing import Any
 
 KEY_FIELDS = ("model", "dataset", "problem_id", "strategy", "aggregator", "budget", "seed")
 
+# what a record spent: zero in a failed problem's records
+COST_FIELDS = (
+    "policy_prompt_tokens",
+    "policy_cached_tokens",
+    "policy_generated_tokens",
+    "prm_tokens",
+    "flops_paper",
+    "flops_policy",
+    "flops_total",
+    "wall_s",
+)
 FIELDS = KEY_FIELDS + (
     "model_params",  # total policy parameters (for compute-optimal model size)
     "problem_hash",  # problem_hash(question, gold): the problem this record answered
@@ -27,14 +38,7 @@ FIELDS = KEY_FIELDS + (
     "n_candidates",
     "n_finished",
     "n_truncated",
-    "policy_prompt_tokens",
-    "policy_cached_tokens",
-    "policy_generated_tokens",
-    "prm_tokens",
-    "flops_paper",
-    "flops_policy",
-    "flops_total",
-    "wall_s",
+    *COST_FIELDS,
     "subsets",  # number of k-subsets averaged (1 for a direct search)
     "error",
 )

@@ -22,7 +22,7 @@ from rebase.registry import STRATEGIES
 from rebase.types import Problem, SearchResult
 from eval.engines import Engines
 from eval.plan import Output, Unit
-from eval.records import problem_hash
+from eval.records import COST_FIELDS, problem_hash
 from rebase.tasks.prompts import PromptFormat
 from strategies.aggregators import aggregate
 from strategies.base import SearchContext
@@ -141,19 +141,7 @@ class Worker:
 
     def failed_records(self, unit: Unit, p: Problem, msg: str) -> list[dict]:
         """The records of a problem that failed: zero cost, no answer, `error` set."""
-        zeros = dict.fromkeys(
-            (
-                "policy_prompt_tokens",
-                "policy_cached_tokens",
-                "policy_generated_tokens",
-                "prm_tokens",
-                "flops_paper",
-                "flops_policy",
-                "flops_total",
-                "wall_s",
-            ),
-            0,
-        )
+        zeros = dict.fromkeys(COST_FIELDS, 0)
         return [
             {
                 **self._base(o, unit, p),

@@ -45,7 +45,7 @@ _STEP_RE = re.compile(r"^\s*(-?\d+)\s*([-+*/x×])\s*(-?\d+)\s*=\s*(-?\d+)\s*\.?\
 _ANSWER_RE = re.compile(r"^\s*The answer is\s+(-?\d+)\s*\.?\s*$", re.IGNORECASE)
 
 
-def _apply(a: int, sym: str, b: int) -> Optional[int]:
+def apply_op(a: int, sym: str, b: int) -> Optional[int]:
     if sym == "+":
         return a + b
     if sym == "-":
@@ -83,7 +83,7 @@ def _make_ops(rng: random.Random, level: int) -> tuple[int, list[tuple[str, int]
         else:
             b = rng.choice(divisors)
         ops.append((name, b))
-        cur = _apply(cur, _SYMBOL[name], b)  # type: ignore[assignment]
+        cur = apply_op(cur, _SYMBOL[name], b)  # type: ignore[assignment]
     return start, ops
 
 
@@ -115,7 +115,7 @@ def solve(question: str) -> list[tuple[int, str, int, int]]:
     cur, ops = parse_question(question)
     chain = []
     for sym, b in ops:
-        res = _apply(cur, sym, b)
+        res = apply_op(cur, sym, b)
         if res is None:
             raise ValueError(f"inexact division {cur} / {b} in {question!r}")
         chain.append((cur, sym, b, res))

@@ -14,23 +14,20 @@ from `rebase.tasks.arith.check_steps`, never from how the slip was made.
 
 from __future__ import annotations
 
-import operator
 import random
 from typing import Iterable, Optional
 
-from rebase.tasks.arith import check_steps, solve
+from rebase.tasks.arith import apply_op, check_steps, solve
 from rebase.types import Problem
 
-_OPS = {"+": operator.add, "-": operator.sub, "*": operator.mul}
 KINDS = ("result", "result", "result", "operand", "operand", "operator", "answer")  # slips dominate
 
 
-def apply_op(a: int, sym: str, b: int) -> Optional[int]:
-    """a sym b for the arith operators; None for an inexact or zero division or a negative result."""
-    if sym == "/":
-        return a // b if b and a % b == 0 else None
-    out = _OPS[sym](a, b)
-    return out if out >= 0 else None
+def next_value(a: int, sym: str, b: int) -> Optional[int]:
+    """a sym b by arith's rule (rebase/tasks/arith.py `apply_op`); None where the chain cannot go on
+    (an inexact division or a negative result)."""
+    out = apply_op(a, sym, b)
+    return out if out is not None and out >= 0 else None
 
 
 def slip(x: int, rng: random.Random) -> int:
@@ -71,7 +68,7 @@ def corrupted_steps(problem: Problem, rng: random.Random) -> list[str]:
                 b = slip(b, rng)
         elif i == k and kind == "operator":
             sym = rng.choice([s for s in "+-*" if s != sym])
-        c = apply_op(a, sym, b)
+        c = next_value(a, sym, b)
         if c is None:  # the broken line would need a negative or inexact result: stop here
             break
         if i == k and kind == "result":
