@@ -54,29 +54,44 @@ def slip(x: int, rng: random.Random) -> int:
 def corrupted_steps(problem: Problem, rng: random.Random) -> list[str]:
     """The reference steps of `problem` with one step broken (chosen at random, the answer line
     included) and the rest continued from the broken value; cut short where it cannot continue."""
+    n = len(solve(problem.question))
+    k = rng.randrange(n + 1)
+    return broken_steps(problem, {k: "answer" if k == n else rng.choice(KINDS[:-1])}, rng)
+
+
+def slipped_steps(problem: Problem, rng: random.Random, rate: float) -> list[str]:
+    """The reference steps with every line (the answer line included) broken independently with
+    probability `rate`, each line computed from the previous line as written."""
+    n = len(solve(problem.question))
+    kinds = {k: "answer" if k == n else rng.choice(KINDS[:-1]) for k in range(n + 1) if rng.random() < rate}
+    return broken_steps(problem, kinds, rng)
+
+
+def broken_steps(problem: Problem, kinds: dict[int, str], rng: random.Random) -> list[str]:
+    """The steps of `problem` with line k broken the way kinds[k] says ("result", "operand",
+    "operator", "answer"), every line computed from the one before it as written; cut short where
+    a line would need a negative or inexact result."""
     chain = solve(problem.question)
-    k = rng.randrange(len(chain) + 1)
-    kind = "answer" if k == len(chain) else rng.choice(KINDS[:-1])
     steps: list[str] = []
     cur = chain[0][0]
     for i, (_, sym, b, _) in enumerate(chain):
-        a = cur
-        if i == k and kind == "operand":
+        a, kind = cur, kinds.get(i)
+        if kind == "operand":
             if rng.random() < 0.5:
                 a = slip(a, rng)
             else:
                 b = slip(b, rng)
-        elif i == k and kind == "operator":
+        elif kind == "operator":
             sym = rng.choice([s for s in "+-*" if s != sym])
         c = next_value(a, sym, b)
         if c is None:  # the broken line would need a negative or inexact result: stop here
             break
-        if i == k and kind == "result":
+        if kind == "result":
             c = slip(c, rng)
         steps.append(f"{a} {sym} {b} = {c}")
         cur = c
     else:
-        steps.append(f"The answer is {slip(cur, rng) if kind == 'answer' else cur}")
+        steps.append(f"The answer is {slip(cur, rng) if kinds.get(len(chain)) == 'answer' else cur}")
     return steps
 
 

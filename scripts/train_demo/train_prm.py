@@ -15,6 +15,7 @@ generic `step_tag` adapter reads (softmax over the good/bad logits, good first).
 
 from __future__ import annotations
 
+import copy
 import math
 import random
 import time
@@ -27,6 +28,7 @@ import torch
 from rebase.tasks.arith import check_steps, training_problems
 from scripts.train_demo.tokenizer import BAD, GOOD, STEP_TAG
 from scripts.train_demo.sampling import solutions
+from scripts.train_demo.step_checks import local_golds, prefix_targets
 from scripts.train_demo.train_policy import split_steps
 from reward_models.base import step_tag_text
 
@@ -37,9 +39,16 @@ HARD_NEGATIVES = 12000  # reference solutions with one step broken (hard_negativ
 HELDOUT_PER_POLICY = 300  # held-out (evaluation-problem) solutions per policy for the AUC
 BON_PROBLEMS = 100  # held-out problems for the card's best-of-N check
 BON_N = (1, 4, 8, 16, 32, 64)
-STEPS = 1500  # held-out AUC is flat from step 500 on (0.775 at 500, 0.775 at 1000): more steps buy nothing
+EXTRA_LAYERS = 2  # decoder layers above the policy's (grow): where a written digit meets the predicted one
+SLIP_PROBLEMS = 80_000  # stage 1: reference solutions with lines broken at SLIP_RATE (hard_negatives.slipped_steps)
+SLIP_RATE = 0.3
+CHECK_STEPS = 3000  # stage 1 steps, batch CHECK_BATCH, lr CHECK_LR
+CHECK_BATCH = 32
+CHECK_LR = 1e-3
+STEPS = 1500  # stage 2: whole solutions (policy samples and hard negatives)
 BATCH = 32
 LR = 5e-4
+DENSE_WEIGHT = 1.0  # weight of the per-character prefix targets beside the tag's
 SEED = 21
 TEMPERATURES = (0.7, 1.0)  # the demo samples at 0.7; 1.0 adds the rarer slips
 EVAL_TEMPERATURE = 0.7
@@ -76,36 +85,53 @@ def sample_labelled(
     return rows
 
 
-def encode(tok, rows) -> list[tuple[list[int], list[int], list[int]]]:
-    """Token ids, tag positions and 0/1 targets (1 = good) for each labelled solution
-    (question, steps, labels[, source])."""
+def encode(tok, rows, golds: Optional[Sequence[Sequence[str]]] = None) -> list[tuple]:
+    """Per labelled solution (question, steps, labels[, source]): token ids, tag positions, 0/1 tag
+    targets (1 = good), and the positions and 0/1 targets of every step character
+    (step_checks.prefix_targets against `golds[i]`, by default step_checks.local_golds: each line
+    checked against the previous line as written)."""
     tag_id = tok.convert_tokens_to_ids(STEP_TAG)
     out = []
-    for q, steps, labels, *_ in rows:
+    for i, (q, steps, labels, *_) in enumerate(rows):
         ids = tok.encode(step_tag_text(q, steps, STEP_TAG))
-        pos = [i for i, t in enumerate(ids) if t == tag_id]
+        pos = [j for j, t in enumerate(ids) if t == tag_id]
         if len(pos) != len(labels):
             raise RuntimeError(f"prm data: {len(pos)} tags for {len(labels)} steps in {q!r}")
-        out.append((ids, pos, [int(x) for x in labels]))
+        gold = golds[i] if golds is not None else local_golds(q, steps)
+        dpos, dy = [], []
+        for tag_at, step, targets in zip(pos, steps, prefix_targets(steps, gold)):
+            # character-level tokens: a step's characters are the len(step) tokens before its tag
+            if len(tok.encode(step.strip(), add_special_tokens=False)) == len(targets):
+                dpos += range(tag_at - len(targets), tag_at)
+                dy += targets
+        out.append((ids, pos, [int(x) for x in labels], dpos, dy))
     return out
 
 
-def pair_logits(model, tok, batch) -> tuple[torch.Tensor, torch.Tensor]:
-    """[n_tags, 2] logits (good, bad) at every tag position of the batch, and the 0/1 targets."""
+def pair_logits(model, tok, batch, dense: bool = False):
+    """[n_tags, 2] logits (good, bad) at every tag position of the batch, and the 0/1 targets; with
+    `dense`, also the same pair at every step character and its prefix targets."""
     good, bad = tok.convert_tokens_to_ids(GOOD), tok.convert_tokens_to_ids(BAD)
     width = max(len(row[0]) for row in batch)
     ids = torch.full((len(batch), width), tok.pad_token_id, dtype=torch.long)
     mask = torch.zeros((len(batch), width), dtype=torch.long)
-    rows, cols, ys = [], [], []
-    for i, (x, pos, y, *_) in enumerate(batch):
+    rows, cols, ys, drows, dcols, dys = [], [], [], [], [], []
+    for i, (x, pos, y, *rest) in enumerate(batch):
         ids[i, : len(x)] = torch.tensor(x)
         mask[i, : len(x)] = 1
         rows += [i] * len(pos)
         cols += pos
         ys += y
+        if dense and rest:
+            drows += [i] * len(rest[0])
+            dcols += rest[0]
+            dys += rest[1]
     logits = model(input_ids=ids, attention_mask=mask).logits
-    sel = logits[torch.tensor(rows), torch.tensor(cols)]
-    return sel[:, [good, bad]], torch.tensor(ys)
+    sel = logits[torch.tensor(rows), torch.tensor(cols)][:, [good, bad]]
+    if not dense:
+        return sel, torch.tensor(ys)
+    dsel = logits[torch.tensor(drows, dtype=torch.long), torch.tensor(dcols, dtype=torch.long)][:, [good, bad]]
+    return sel, torch.tensor(ys), dsel, torch.tensor(dys, dtype=torch.long)
 
 
 def step_scores(model, tok, data) -> tuple[list[float], list[int]]:
@@ -123,6 +149,21 @@ def step_auc(model, tok, data) -> float:
     """AUC of the step_tag score P(good) = softmax([l+, l-])[0] against the step labels."""
     scores, ys = step_scores(model, tok, data)
     return auc(np.array(scores), np.array(ys))
+
+
+def first_error_auc(model, tok, data) -> float:
+    """AUC over the steps up to and including each solution's first wrong one: can the verifier tell
+    the slip itself from the right steps (the steps after it only need the slip carried forward)?"""
+    scores, ys = step_scores(model, tok, data)
+    s, y, k = [], [], 0
+    for row in data:
+        for lab, x in zip(row[2], scores[k : k + len(row[2])]):
+            s.append(x)
+            y.append(lab)
+            if not lab:
+                break
+        k += len(row[2])
+    return round(auc(np.array(s), np.array(y)), 4)
 
 
 def auc(scores: np.ndarray, labels: np.ndarray) -> float:
@@ -145,13 +186,30 @@ def auc(scores: np.ndarray, labels: np.ndarray) -> float:
     return float((r[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
 
 
-def train_prm(model, tok, train, steps: int, log, seed: int = SEED, eval_fn: Optional[Callable] = None) -> dict:
-    """Class-balanced 2-way cross-entropy at tag positions; AdamW, warmup + cosine."""
-    n_good = sum(sum(row[2]) for row in train)
-    n_all = sum(len(row[2]) for row in train)
-    # weight each class by the inverse of its frequency so both count equally
-    w = torch.tensor([n_all / (2 * max(1, n_all - n_good)), n_all / (2 * max(1, n_good))])  # [bad, good]
-    opt = torch.optim.AdamW(model.parameters(), lr=LR, betas=(0.9, 0.95), weight_decay=0.1)
+def class_weights(ys: Sequence[int]) -> torch.Tensor:
+    """[good, bad] weights, each class weighted by the inverse of its frequency so both count equally."""
+    n_good, n_all = sum(ys), len(ys)
+    return torch.tensor([n_all / (2 * max(1, n_good)), n_all / (2 * max(1, n_all - n_good))])
+
+
+def train_prm(
+    model,
+    tok,
+    train,
+    steps: int,
+    log,
+    seed: int = SEED,
+    eval_fn: Optional[Callable] = None,
+    batch_size: int = BATCH,
+    lr: float = LR,
+    dense_weight: float = DENSE_WEIGHT,
+    name: str = "arith-prm",
+) -> dict:
+    """Class-balanced 2-way cross-entropy at tag positions plus `dense_weight` times the same at every
+    step character (prefix targets); AdamW, warmup + cosine."""
+    w = class_weights([y for row in train for y in row[2]])
+    wd = class_weights([y for row in train for y in row[4]])
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.1)
     rng = random.Random(seed)
     torch.manual_seed(seed)
     order: list[int] = []
@@ -159,28 +217,32 @@ def train_prm(model, tok, train, steps: int, log, seed: int = SEED, eval_fn: Opt
     model.train()
     t0, losses = time.time(), []
     for step in range(steps):
-        lr = LR * min(1.0, (step + 1) / warmup) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / steps)))
+        rate = lr * min(1.0, (step + 1) / warmup) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / steps)))
         for g in opt.param_groups:
-            g["lr"] = lr
-        if len(order) < BATCH:
+            g["lr"] = rate
+        if len(order) < batch_size:
             order = list(range(len(train)))
             rng.shuffle(order)
-        batch = [train[order.pop()] for _ in range(BATCH)]
-        pl, y = pair_logits(model, tok, batch)
+        batch = [train[order.pop()] for _ in range(batch_size)]
+        pl, y, dl, dy = pair_logits(model, tok, batch, dense=True)
         # column 0 is "good": target class index 0 for good, 1 for bad
-        loss = torch.nn.functional.cross_entropy(pl, 1 - y, weight=w.flip(0))
+        loss = torch.nn.functional.cross_entropy(pl, 1 - y, weight=w)
+        if dense_weight and len(dy):
+            loss = loss + dense_weight * torch.nn.functional.cross_entropy(dl, 1 - dy, weight=wd)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         losses.append(loss.item())
         if (step + 1) % 100 == 0:
-            log(f"arith-prm step {step + 1}/{steps} loss {np.mean(losses[-100:]):.4f} {time.time() - t0:.0f}s")
+            log(f"{name} step {step + 1}/{steps} loss {np.mean(losses[-100:]):.4f} {time.time() - t0:.0f}s")
         if eval_fn and (step + 1) % 500 == 0 and step + 1 < steps:
             model.eval()
             eval_fn(model, step + 1)
             model.train()
     model.eval()
+    n_good = sum(sum(row[2]) for row in train)
+    n_all = sum(len(row[2]) for row in train)
     return {
         "steps": steps,
         "train_s": round(time.time() - t0, 1),
@@ -188,6 +250,26 @@ def train_prm(model, tok, train, steps: int, log, seed: int = SEED, eval_fn: Opt
         "good_fraction": round(n_good / max(1, n_all), 4),
         "train_steps_labelled": n_all,
     }
+
+
+def grow(policy, extra_layers: int, seed: int = SEED):
+    """The verifier's network: the policy's layers and embeddings, then `extra_layers` new decoder
+    layers (seeded fresh weights) before the final norm. Why deeper than the policy: the policy's top
+    layer is where it predicts the next digit; a layer above it can compare that prediction with the
+    digit actually written, which the policy's own layers cannot do at the same position."""
+    from transformers import LlamaForCausalLM
+
+    cfg = copy.deepcopy(policy.config)
+    cfg.num_hidden_layers += extra_layers
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(cfg)
+    missing, unexpected = model.load_state_dict(policy.state_dict(), strict=False)
+    if unexpected or any(
+        not any(f"layers.{i}." in k for i in range(policy.config.num_hidden_layers, cfg.num_hidden_layers))
+        for k in missing
+    ):
+        raise RuntimeError(f"prm: growing {policy.config.num_hidden_layers} layers left {missing or unexpected}")
+    return model
 
 
 def ranking_check(prm, tok, models: dict, problems, n_max: int, log) -> dict:
@@ -242,7 +324,7 @@ def prm_card(info: dict) -> str:
     rank = info.get("ranking", {})
     lines = []
     for name, res in rank.items():
-        ns = sorted(res["best_of_n"])
+        ns = sorted(res["best_of_n"], key=int)
         lines.append(
             f"  | {name} | "
             + " | ".join(f"{res['best_of_n'][n]:.2f}" for n in ns)
@@ -251,7 +333,7 @@ def prm_card(info: dict) -> str:
             + " | "
             + f"{res['majority'][ns[-1]]:.2f} | {res['pass'][ns[-1]]:.2f} |"
         )
-    ns = sorted(next(iter(rank.values()))["best_of_n"]) if rank else []
+    ns = sorted(next(iter(rank.values()))["best_of_n"], key=int) if rank else []
     table = (
         ""
         if not rank
@@ -263,24 +345,32 @@ def prm_card(info: dict) -> str:
     per = ", ".join(f"{k} {v:.3f}" for k, v in info.get("auc_per_policy", {}).items())
     return f"""# arith-prm: demo step process reward model
 
-A Llama-architecture causal LM (the shape of {info.get("init_from", INIT_FROM)}, initialised from its weights) fine-tuned
-by `python -m scripts.train_demo` (scripts/train_demo/train_prm.py) as a Math-Shepherd-style step PRM for `arith`.
+A Llama-architecture causal LM fine-tuned by `python -m scripts.train_demo` (scripts/train_demo/train_prm.py)
+as a Math-Shepherd-style step PRM for `arith`: the layers and embeddings of {info.get("init_from", INIT_FROM)}
+with {info.get("extra_layers", 0)} decoder layers added on top (`grow`), where a written digit can be compared
+with the digit the policy's layers predict.
 
 - Use it with the `step_tag` PRM family: tag " ки", good "+", bad "-". Input layout
   (reward_models/base.py `step_tag_text`): "{{question}} {{step 1}} ки\\n{{step 2}} ки...";
   the score of step k = softmax([logit(+), logit(-)])[0] at the k-th tag token.
 - Parameters: {info["params"]:,} (fp32 safetensors); character-level tokenizer shared with the policies.
-- Data: {info["n_train"]} labelled solutions on training problems (a seed stream disjoint from evaluation):
+- Targets: at each tag, the step's Math-Shepherd label (`rebase.tasks.arith.check_steps`: good until the
+  first wrong step); at every character of a step, through the same two logits, whether the line is still
+  right so far given the line before it as written (scripts/train_demo/step_checks.py). Class-balanced
+  cross-entropy on both, AdamW, warmup + cosine, seed {SEED}, one CPU thread.
+- Stage 1: {info.get("n_checks", 0)} reference solutions of training problems with lines broken at random
+  (rate {SLIP_RATE}, scripts/train_demo/hard_negatives.py `slipped_steps`), {info.get("check_steps", 0)} steps of
+  batch {CHECK_BATCH}, lr {CHECK_LR}: {info.get("check_train_s", 0)} s.
+- Stage 2: {info["n_train"]} labelled solutions (a seed stream disjoint from evaluation):
   {info["n_sampled"]} sampled from {", ".join(POLICY_NAMES)} at temperatures {", ".join(map(str, TEMPERATURES))}
-  and {info["n_hard"]} hard negatives (reference solutions with one step broken the way the policies
-  break them: scripts/train_demo/hard_negatives.py). Every step is labelled by
-  `rebase.tasks.arith.check_steps` (good until the first wrong step): {info["train_steps_labelled"]} labelled
-  steps, {info["good_fraction"]:.1%} good.
-- Training: class-balanced cross-entropy over the (good, bad) logits at tag positions; AdamW (lr {LR}, batch {BATCH}), {info["steps"]} steps, seed {SEED},
-  one CPU thread: {info["train_s"]} s (plus {info["sample_s"]} s sampling) on the machine that produced these weights.
+  and {info["n_hard"]} hard negatives (one step broken the way the policies break them); {info["train_steps_labelled"]}
+  labelled steps, {info["good_fraction"]:.1%} good; {info["steps"]} steps of batch {BATCH}, lr {LR}: {info["train_s"]} s
+  (plus {info["sample_s"]} s sampling) on the machine that produced these weights.
 - Step-label AUC on held-out samples ({info["n_heldout"]} solutions, {HELDOUT_PER_POLICY} per policy at temperature
   {EVAL_TEMPERATURE} on evaluation problems, {info["heldout_steps"]} steps): **{info["auc"]:.3f}**
   (per policy: {per}; before fine-tuning: {info["auc_init"]:.3f}).
+- Slip AUC (the wrong step itself against the right steps before it, on 400 held-out problems with one step
+  broken on purpose): {info.get("slip_auc", float("nan")):.3f} (after stage 1: {info.get("slip_auc_after_stage1", float("nan")):.3f}).
 {table}"""
 
 
@@ -292,7 +382,7 @@ def train_and_save_prm(tok, out: Path, steps_scale: float, eval_size: int, log, 
     from transformers import AutoModelForCausalLM
 
     from scripts.train_demo.artifacts import heldout_problems, save_model
-    from scripts.train_demo.hard_negatives import corrupted_rows
+    from scripts.train_demo.hard_negatives import corrupted_rows, slipped_steps
     from scripts.train_demo.sampling import load
 
     models = {n: load(out / n) for n in POLICY_NAMES if (out / n).is_dir()}
@@ -312,13 +402,44 @@ def train_and_save_prm(tok, out: Path, steps_scale: float, eval_size: int, log, 
     heldout = encode(tok, held_rows)
     by_policy = {n: encode(tok, [r for r in held_rows if r[3] == n]) for n in models}
 
-    def probe(model, step):
-        log(f"arith-prm step {step}: held-out AUC {step_auc(model, tok, heldout):.4f}")
+    # slips made on purpose in problems no training stream holds: is the slip itself caught?
+    held_hard = encode(tok, corrupted_rows(itertools.islice(training_problems(SEED * 10 + 7), 400), SEED + 1))
 
-    prm = AutoModelForCausalLM.from_pretrained(out / init_from)
+    def probe(model, step):
+        auc_h, auc_s = step_auc(model, tok, heldout), first_error_auc(model, tok, held_hard)
+        log(f"arith-prm step {step}: held-out AUC {auc_h:.4f}, held-out slip AUC {auc_s}")
+
+    prm = grow(AutoModelForCausalLM.from_pretrained(out / init_from), EXTRA_LAYERS)
     auc_init = step_auc(prm.eval(), tok, heldout)
     log(f"arith-prm: held-out step AUC before training {auc_init:.3f}")
+    rng = random.Random(f"slips/{SEED}")
+    checks = [
+        (p.question, st, check_steps(p.question, st))
+        for p in itertools.islice(training_problems(SEED * 10 + 8), max(BATCH, round(SLIP_PROBLEMS * frac)))
+        if (st := slipped_steps(p, rng, SLIP_RATE))
+    ]
+    stage1 = train_prm(
+        prm,
+        tok,
+        encode(tok, checks),
+        max(2, round(CHECK_STEPS * steps_scale)),
+        log,
+        batch_size=CHECK_BATCH,
+        lr=CHECK_LR,
+        eval_fn=probe,
+        name="arith-prm checks",
+    )
+    slip_auc = first_error_auc(prm, tok, held_hard)
+    log(f"arith-prm: after stage 1: held-out slip AUC {slip_auc}, step AUC {step_auc(prm, tok, heldout):.4f}")
     info = train_prm(prm, tok, train, max(2, round(STEPS * steps_scale)), log, eval_fn=probe)
+    info.update(
+        check_steps=stage1["steps"],
+        check_train_s=stage1["train_s"],
+        n_checks=len(checks),
+        slip_auc_after_stage1=slip_auc,
+        slip_auc=first_error_auc(prm, tok, held_hard),
+        extra_layers=EXTRA_LAYERS,
+    )
     info.update(
         params=sum(p.numel() for p in prm.parameters()),
         auc=round(step_auc(prm, tok, heldout), 4),
