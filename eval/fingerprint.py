@@ -13,7 +13,9 @@ in both the stored and the new fingerprint must have the same value; the first t
 exit-2 error. Covered: dataset name/path/split/generator seed; every sampling, prompt and PRM
 setting (not the PRM's engine: either backend gives the same scores); include_truncated and
 sample_reuse; per model: path, backend, gguf_file, dtype, chat_template, params,
-trust_remote_code and engine arguments that change outputs; per strategy: the search, its options
+trust_remote_code, engine arguments that change outputs, and a digest of a local model's files
+(eval/weights_digest.py: weights retrained in place change the meaning of every record; the PRM's
+too); per strategy: the search, its options
 (defaults filled in), its effective temperature and step-score reduction. The problems themselves
 are covered by each record's `problem_hash` (question and gold), checked against the problems
 loaded now (`check_problems`).
@@ -25,6 +27,7 @@ import json
 import math
 from typing import Any, Iterable, Optional
 
+from eval.weights_digest import weights_digest
 from rebase.config import RunConfig, StrategyConfig, strategy_label
 from rebase.registry import STRATEGIES
 
@@ -72,6 +75,7 @@ def fingerprint(cfg: RunConfig) -> dict[str, Any]:
     prm = {k: v for k, v in (d.get("prm") or {}).items() if k not in ("backend", "engine_args")}
     if prm:
         _flat(fp, "prm", prm)
+        fp["prm.weights"] = weights_digest(prm["path"]) if prm.get("path") else None
     else:
         fp["prm.family"] = None  # adding or removing the PRM differs from any PRM
     fp["include_truncated"] = cfg.include_truncated
@@ -83,6 +87,7 @@ def fingerprint(cfg: RunConfig) -> dict[str, Any]:
         spec["engine_args"] = json.dumps(
             {k: v for k, v in (m.get("engine_args") or {}).items() if k not in RESOURCE_ENGINE_ARGS}, sort_keys=True
         )
+        spec["weights"] = weights_digest(m["path"], m.get("gguf_file"))
         _flat(fp, f"models.{m['name']}", spec)
     for entry in cfg.strategies:
         _flat(fp, f"strategies.{strategy_label(entry)}", strategy_spec(cfg, entry))

@@ -258,3 +258,27 @@ def test_labelled_entries_of_one_strategy_both_keep_their_records(tmp_path, caps
         r"\(as strategies.0.label",
     ):
         load_config(write(tmp_path, d))
+
+
+def test_weights_retrained_in_place_are_refused(tmp_path, capsys):
+    # same path, same config.json, new weights: the records of the old weights must not be reused
+    from eval.weights_digest import weights_digest
+    from rebase.paths import package_dir
+
+    model = tmp_path / "model"
+    shutil.copytree(package_dir(ARITH_S), model)
+    d = base_cfg(gsm8k_file(tmp_path / "g.jsonl", ROWS[:1]))
+    d["models"][0]["path"] = str(model)
+    d["strategies"] = [{"name": "greedy"}]
+    out = tmp_path / "out"
+    assert sweep(capsys, tmp_path, d, out)[0] == 0
+    before = weights_digest(str(model))
+    (model / "train_info.json").write_text("{}")  # notes only: still the same model
+    assert weights_digest(str(model)) == before
+    blob = bytearray((model / "model.safetensors").read_bytes())
+    blob[-5] ^= 0x01  # one bit of the last tensor's data
+    (model / "model.safetensors").write_bytes(bytes(blob))
+    assert weights_digest(str(model)) != before
+    code, err = sweep(capsys, tmp_path, d, out)
+    assert code == 2 and "models.s.weights" in err, err
+    assert weights_digest("org/name") is None  # a hub id: its revision pins it
