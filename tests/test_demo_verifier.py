@@ -1,5 +1,5 @@
-"""Tests for how the demo verifier is taught to check a step (scripts/train_demo/step_checks.py,
-hard_negatives.slipped_steps, train_prm.grow / encode / first_error_auc).
+"""Tests for how the demo verifier reads and is taught to check a step (scripts/train_demo/step_checks.py,
+prm_tokenizer.py, verifier.py, hard_negatives.slipped_steps, train_prm.encode / line_rows / first_error_auc).
 
     OMP_NUM_THREADS=1 .venv/bin/pytest -x -q tests/test_demo_verifier.py
 """
@@ -59,31 +59,75 @@ def test_slipped_steps_break_lines_independently_and_carry_on_from_what_is_writt
     assert all(all(check_steps(p.question, s)) for p, s in [(p, slipped_steps(p, rng, 0.0)) for p in problems[:20]])
 
 
-def test_encode_gives_tag_and_character_targets_and_grow_keeps_the_policy(tok):
-    from scripts.train_demo.train_policy import PolicySpec, make_model
-    from scripts.train_demo.train_prm import encode, first_error_auc, grow, pair_logits, step_auc
+def test_encode_gives_tag_and_piece_targets_with_either_tokenizer(tok):
+    from scripts.train_demo.prm_tokenizer import build_prm_tokenizer
+    from scripts.train_demo.train_prm import encode
 
     p = make_problem(0, 2, 3)
     ref = reference_solution(p)
     a, rest = ref[0].split(" = ")
     slip = [f"{a} = {int(rest) + 1}"] + ref[1:]
     rows = [(p.question, ref, check_steps(p.question, ref)), (p.question, slip, check_steps(p.question, slip))]
-    data = encode(tok, rows)
-    ids, tags, ys, dpos, dys = data[1]
+    # the policies' character-level tokenizer: one target per step character, just before its tag
+    ids, tags, ys, dpos, dys = encode(tok, rows)[1]
     assert ys == [0] * len(slip)
-    # one character target per step character, each just before its step's tag
     assert len(dpos) == len(dys) == sum(len(s) for s in slip) and max(dpos) < tags[-1]
     assert tok.decode([ids[i] for i in dpos[: len(slip[0])]]) == slip[0]
     n0, n1 = len(slip[0]), len(slip[1])
     assert dys[:n0] == [1] * (n0 - 1) + [0]
     # the next line starts from the right value, not the written one: a copy error, caught from its first wrong digit
     assert dys[n0 + n1 - 1] == 0 and dys[n0 : n0 + n1].count(0) >= n1 - 2
+    # the verifier's tokenizer: a line is five tokens, the slipped result is one wrong token
+    vtok = build_prm_tokenizer()
+    ids, tags, ys, dpos, dys = encode(vtok, rows)[1]
+    assert ys == [0] * len(slip) and len(tags) == len(slip)
+    assert vtok.convert_ids_to_tokens([ids[i] for i in dpos[:5]]) == slip[0].split(" ")
+    assert dys[:5] == [1, 1, 1, 1, 0] and dys[5:10] == [0] * 5  # the copy error is wrong from its first token
+    assert all(encode(vtok, rows)[0][4])  # the reference: every token right
 
-    policy = make_model(PolicySpec("tiny", hidden=16, layers=1, heads=2), tok).eval()
-    verifier = grow(policy, 2).eval()
-    assert verifier.config.num_hidden_layers == 3
-    for name, w in policy.state_dict().items():
-        assert torch.equal(verifier.state_dict()[name], w), name
-    tl, ty, dl, dy = pair_logits(verifier, tok, data, dense=True)
-    assert tl.shape == (sum(len(r[2]) for r in rows), 2) and dl.shape == (len(dy), 2)
-    assert 0.0 <= first_error_auc(verifier, tok, data) <= 1.0 and 0.0 <= step_auc(verifier, tok, data) <= 1.0
+
+def test_verifier_tokenizer_reads_numbers_as_tokens(tmp_path):
+    from transformers import AutoTokenizer
+
+    from scripts.train_demo.prm_tokenizer import NUMBERS, build_prm_tokenizer
+    from scripts.train_demo.tokenizer import BAD, GOOD, STEP_TAG
+
+    vtok = build_prm_tokenizer()
+    assert vtok.tokenize("17 + 25 = 42" + STEP_TAG + "\nThe answer is 42") == [
+        "17", "+", "25", "=", "42", STEP_TAG, "\n", "The", "answer", "is", "42",
+    ]
+    assert all(len(vtok.encode(s, add_special_tokens=False)) == 1 for s in (STEP_TAG, GOOD, BAD, str(NUMBERS - 1)))
+    assert vtok.tokenize("1000 zebra") == ["<unk>", "<unk>"]  # outside the vocabulary, never an error
+    assert vtok.encode(Q)[0] == vtok.bos_token_id
+    vtok.save_pretrained(tmp_path)
+    assert AutoTokenizer.from_pretrained(tmp_path).encode(Q + " 17 + 25 = 42" + STEP_TAG) == vtok.encode(
+        Q + " 17 + 25 = 42" + STEP_TAG
+    )
+
+
+def test_verifier_numbers_keep_their_value_features_and_line_rows_label_results():
+    from scripts.train_demo.prm_tokenizer import build_prm_tokenizer, number_ids, prm_vocab
+    from scripts.train_demo.train_prm import encode_lines, first_error_auc, line_rows, pair_logits, step_auc
+    from scripts.train_demo.verifier import FEATURES, VerifierShape, build_verifier, number_features, pin_numbers
+
+    vtok = build_prm_tokenizer()
+    shape = VerifierShape(hidden=32, layers=1, heads=2, intermediate=64)
+    model, feats = build_verifier(len(vtok), number_ids(prm_vocab()), shape, seed=1)
+    emb = model.get_input_embeddings().weight
+    row = vtok.convert_tokens_to_ids("42")
+    assert torch.allclose(emb[row, :FEATURES], torch.tensor(number_features(42)))
+    with torch.no_grad():
+        emb.add_(1.0)  # an optimiser step moves everything ...
+    pin_numbers(model, feats)  # ... and the features are put back
+    assert torch.allclose(emb[row, :FEATURES], torch.tensor(number_features(42)))
+    assert torch.allclose(emb[row, FEATURES:], build_verifier(len(vtok), number_ids(prm_vocab()), shape, seed=1)[0]
+                          .get_input_embeddings().weight[row, FEATURES:] + 1.0)
+
+    rows = line_rows(itertools.islice(training_problems(5), 50), random.Random(0))
+    assert {r[2][0] for r in rows} == {True, False} and all(r[0] == "" and len(r[1]) == 1 for r in rows)
+    data = encode_lines(vtok, rows)
+    for (_, (line,), (good,)), (_, _, ys, _, dys) in zip(rows, data):
+        assert ys == [int(good)] and dys == [1, 1, 1, 1, int(good)], line  # only the result can be wrong
+    tl, ty, dl, dy = pair_logits(model.eval(), vtok, data, dense=True)
+    assert tl.shape == (len(rows), 2) and dl.shape == (5 * len(rows), 2)
+    assert 0.0 <= step_auc(model, vtok, data) <= 1.0 and 0.0 <= first_error_auc(model, vtok, data) <= 1.0

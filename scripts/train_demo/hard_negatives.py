@@ -31,9 +31,11 @@ def next_value(a: int, sym: str, b: int) -> Optional[int]:
 
 
 def slip(x: int, rng: random.Random) -> int:
-    """A near miss of x: off by 1, 2 or 10, another last digit, or two digits swapped (never x, never < 0)."""
+    """A near miss of x: off by 1, 2 or 10, another last digit, two digits swapped, or any one digit
+    changed (the policies also slip in the tens and hundreds: 65 + 14 = 89, 79 + 16 = 195); never x,
+    never < 0."""
     for _ in range(20):
-        kind = rng.randrange(5)
+        kind = rng.randrange(6)
         if kind == 0:
             y = x + rng.choice((-1, 1))
         elif kind == 1:
@@ -44,8 +46,12 @@ def slip(x: int, rng: random.Random) -> int:
             s = str(x)
             i = rng.randrange(len(s) - 1)
             y = int(s[:i] + s[i + 1] + s[i] + s[i + 2 :])
-        else:
+        elif kind == 4:
             y = x + rng.randint(-9, 9)
+        else:
+            s = str(x)
+            i = rng.randrange(len(s))
+            y = int(s[:i] + rng.choice([d for d in "0123456789" if d != s[i]]) + s[i + 1 :])
         if y != x and y >= 0:
             return y
     return x + 1

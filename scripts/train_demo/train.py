@@ -160,7 +160,6 @@ def main(argv: Optional[list[str]] = None) -> int:
         "--measure", action="store_true", help="only re-measure the saved policies in --out and rewrite their cards"
     )
     ap.add_argument("--log", default=None, help="also append the log to this file")
-    ap.add_argument("--prm-init", default="arith-xl", help="the policy whose weights the PRM starts from")
     args = ap.parse_args(argv)  # a malformed argument: argparse's one-line usage error, exit 2
     known = [p.name for p in POLICIES] + ["arith-prm"]
     unknown = sorted({s for s in args.only.split(",") if s} - set(known))
@@ -173,8 +172,6 @@ def main(argv: Optional[list[str]] = None) -> int:
         if args.eval_every < 0
         else f"--only: unknown model '{unknown[0]}'; available: {', '.join(known)}"
         if unknown
-        else f"--prm-init: unknown policy '{args.prm_init}'; available: {', '.join(known[:-1])}"
-        if args.prm_init not in known[:-1]
         else f"--out {args.out}: is a file, not a directory"
         if Path(args.out).is_file()
         else None
@@ -203,9 +200,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     if not only or "arith-prm" in only:
         from scripts.train_demo.train_prm import train_and_save_prm
 
-        results["arith-prm"] = train_and_save_prm(
-            tok, out, args.steps_scale, args.eval_size, log, init_from=args.prm_init
-        )
+        results["arith-prm"] = train_and_save_prm(out, args.steps_scale, args.eval_size, log)
     log(f"done in {time.time() - t0:.0f}s")
     print(json.dumps({"out": str(out), "models": {k: v.get("greedy", v.get("auc")) for k, v in results.items()}}))
     return 0

@@ -1,16 +1,25 @@
-"""Train the demo step PRM (arith-prm) on automatically labelled policy samples.
+"""Train the demo step PRM (arith-prm) on automatically labelled steps.
 
 Why: REBASE, MCTS and weighted voting need a process reward model whose step scores carry a real
-signal. As in Math-Shepherd, the labels come for free: the demo policies sample solutions to
-training problems (temperature 0.9), `rebase.tasks.arith.check_steps` labels every step (good until the
-first wrong one), and a Llama causal LM learns to put "+" or "-" after each step tag in the
-`step_tag` layout (reward_models/base.py `step_tag_text`, tag " ки"). The model starts from the
-largest policy's weights (it already reads the arithmetic) and is trained with a class-balanced
-cross-entropy over [logit("+"), logit("-")] at the tag positions only: exactly the score the
-generic `step_tag` adapter reads (softmax over the good/bad logits, good first).
+signal. As in Math-Shepherd, the labels come for free: `rebase.tasks.arith.check_steps` labels every
+step of a solution (good until the first wrong one), and a Llama causal LM learns to put "+" or "-"
+after each step tag in the `step_tag` layout (reward_models/base.py `step_tag_text`, tag " ки"):
+exactly the score the generic `step_tag` adapter reads (softmax over the good/bad logits, good first).
+
+The verifier is its own model, not a fine-tuned policy: it reads numbers as whole tokens
+(scripts/train_demo/prm_tokenizer.py) whose embeddings carry their value (verifier.py), because the
+policies' character-level view is what kept earlier demo PRMs from checking additions. It learns
+in three stages, each a class-balanced cross-entropy over [logit("+"), logit("-")] at the tags and
+at every step token (step_checks.py `prefix_targets`: is the line still right given the line before
+it as written):
+  0. lines: single lines "a op b = c" of training problems, the result slipped at rate 1/2;
+  1. checks: whole reference solutions with lines broken at random (hard_negatives.slipped_steps)
+     and one-slip hard negatives;
+  2. solutions sampled from the four demo policies (temperatures 0.7 and 1.0) plus hard negatives:
+     the slips the policies really make.
 
     from scripts.train_demo.train_prm import train_and_save_prm
-    info = train_and_save_prm(tok, Path("rebase/demo/models"), steps_scale=1.0, eval_size=500, log=print)
+    info = train_and_save_prm(Path("rebase/demo/models"), steps_scale=1.0, eval_size=500, log=print)
 """
 
 from __future__ import annotations
@@ -25,28 +34,29 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import torch
 
-from rebase.tasks.arith import check_steps, training_problems
-from scripts.train_demo.tokenizer import BAD, GOOD, STEP_TAG
+from rebase.tasks.arith import apply_op, check_steps, solve, training_problems
+from reward_models.base import step_tag_text
 from scripts.train_demo.sampling import solutions
 from scripts.train_demo.step_checks import local_golds, prefix_targets
+from scripts.train_demo.tokenizer import BAD, GOOD, STEP_TAG
 from scripts.train_demo.train_policy import split_steps
-from reward_models.base import step_tag_text
 
 POLICY_NAMES = ("arith-s", "arith-m", "arith-l", "arith-xl")
-INIT_FROM = "arith-xl"  # the verifier starts from the strongest arithmetic reader (the paper's PRM was 34B)
 SAMPLES_PER_POLICY = 6000  # training solutions sampled from each policy (half at each temperature)
 HARD_NEGATIVES = 12000  # reference solutions with one step broken (hard_negatives.py)
 HELDOUT_PER_POLICY = 300  # held-out (evaluation-problem) solutions per policy for the AUC
 BON_PROBLEMS = 100  # held-out problems for the card's best-of-N check
 BON_N = (1, 4, 8, 16, 32, 64)
-EXTRA_LAYERS = 2  # decoder layers above the policy's (grow): where a written digit meets the predicted one
-SLIP_PROBLEMS = 80_000  # stage 1: reference solutions with lines broken at SLIP_RATE (hard_negatives.slipped_steps)
+LINE_PROBLEMS = 60_000  # stage 0: the lines of this many training problems, results slipped at rate 1/2
+LINE_STEPS = 1500  # stage 0 steps, batch LINE_BATCH, lr CHECK_LR
+LINE_BATCH = 256
+SLIP_PROBLEMS = 60_000  # stage 1: reference solutions with lines broken at SLIP_RATE (hard_negatives.slipped_steps)
+CHECK_HARD = 20_000  # stage 1: and this many one-slip hard negatives
 SLIP_RATE = 0.5
-CHECK_STEPS = 3000  # stage 1 steps, batch CHECK_BATCH, lr CHECK_LR
-CHECK_BATCH = 32
+CHECK_STEPS = 3000  # stage 1 steps, batch BATCH, lr CHECK_LR
 CHECK_LR = 1e-3
 STEPS = 1500  # stage 2: whole solutions (policy samples and hard negatives)
-BATCH = 32
+BATCH = 64
 LR = 5e-4
 DENSE_WEIGHT = 1.0  # weight of the per-character prefix targets beside the tag's
 SEED = 21
@@ -87,7 +97,7 @@ def sample_labelled(
 
 def encode(tok, rows, golds: Optional[Sequence[Sequence[str]]] = None) -> list[tuple]:
     """Per labelled solution (question, steps, labels[, source]): token ids, tag positions, 0/1 tag
-    targets (1 = good), and the positions and 0/1 targets of every step character
+    targets (1 = good), and the positions and 0/1 targets of every step token
     (step_checks.prefix_targets against `golds[i]`, by default step_checks.local_golds: each line
     checked against the previous line as written)."""
     tag_id = tok.convert_tokens_to_ids(STEP_TAG)
@@ -99,13 +109,36 @@ def encode(tok, rows, golds: Optional[Sequence[Sequence[str]]] = None) -> list[t
             raise RuntimeError(f"prm data: {len(pos)} tags for {len(labels)} steps in {q!r}")
         gold = golds[i] if golds is not None else local_golds(q, steps)
         dpos, dy = [], []
-        for tag_at, step, targets in zip(pos, steps, prefix_targets(steps, gold)):
-            # character-level tokens: a step's characters are the len(step) tokens before its tag
-            if len(tok.encode(step.strip(), add_special_tokens=False)) == len(targets):
-                dpos += range(tag_at - len(targets), tag_at)
-                dy += targets
+        for tag_at, step, want in zip(pos, steps, gold):
+            piece = tok.encode(step.strip(), add_special_tokens=False)
+            # a step's tokens are the len(piece) tokens before its tag (checked: no merge across the edge)
+            if piece and ids[tag_at - len(piece) : tag_at] == piece:
+                dpos += range(tag_at - len(piece), tag_at)
+                dy += prefix_targets([piece], [tok.encode(want, add_special_tokens=False) if want else []])[0]
         out.append((ids, pos, [int(x) for x in labels], dpos, dy))
     return out
+
+
+def line_rows(problems, rng: random.Random) -> list[tuple[str, list[str], list[bool]]]:
+    """Stage 0: every line "a op b = c" of each problem's reference solution on its own, the result
+    slipped (hard_negatives.slip) at rate 1/2; (question, [line], [label]) with an empty question."""
+    from scripts.train_demo.hard_negatives import slip
+
+    rows = []
+    for p in problems:
+        for a, sym, b, c in solve(p.question):
+            bad = rng.random() < 0.5
+            rows.append(("", [f"{a} {sym} {b} = {slip(c, rng) if bad else c}"], [not bad]))
+    return rows
+
+
+def encode_lines(tok, rows) -> list[tuple]:
+    """`encode` for line_rows: the gold of a line is the line with the right result."""
+    golds = []
+    for _, (line,), _ in rows:
+        a, sym, b, _ = line.split(" ")[:4]
+        golds.append([f"{a} {sym} {b} = {apply_op(int(a), sym, int(b))}"])
+    return encode(tok, rows, golds)
 
 
 def pair_logits(model, tok, batch, dense: bool = False):
@@ -204,9 +237,11 @@ def train_prm(
     lr: float = LR,
     dense_weight: float = DENSE_WEIGHT,
     name: str = "arith-prm",
+    after_step: Optional[Callable] = None,
 ) -> dict:
     """Class-balanced 2-way cross-entropy at tag positions plus `dense_weight` times the same at every
-    step character (prefix targets); AdamW, warmup + cosine."""
+    step token (prefix targets); AdamW, warmup + cosine. `after_step(model)` runs after every
+    optimiser step (verifier.pin_numbers)."""
     w = class_weights([y for row in train for y in row[2]])
     wd = class_weights([y for row in train for y in row[4]])
     opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.1)
@@ -233,6 +268,8 @@ def train_prm(
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
+        if after_step is not None:
+            after_step(model)
         losses.append(loss.item())
         if (step + 1) % 100 == 0:
             log(f"{name} step {step + 1}/{steps} loss {np.mean(losses[-100:]):.4f} {time.time() - t0:.0f}s")
@@ -250,26 +287,6 @@ def train_prm(
         "good_fraction": round(n_good / max(1, n_all), 4),
         "train_steps_labelled": n_all,
     }
-
-
-def grow(policy, extra_layers: int, seed: int = SEED):
-    """The verifier's network: the policy's layers and embeddings, then `extra_layers` new decoder
-    layers (seeded fresh weights) before the final norm. Why deeper than the policy: the policy's top
-    layer is where it predicts the next digit; a layer above it can compare that prediction with the
-    digit actually written, which the policy's own layers cannot do at the same position."""
-    from transformers import LlamaForCausalLM
-
-    cfg = copy.deepcopy(policy.config)
-    cfg.num_hidden_layers += extra_layers
-    torch.manual_seed(seed)
-    model = LlamaForCausalLM(cfg)
-    missing, unexpected = model.load_state_dict(policy.state_dict(), strict=False)
-    if unexpected or any(
-        not any(f"layers.{i}." in k for i in range(policy.config.num_hidden_layers, cfg.num_hidden_layers))
-        for k in missing
-    ):
-        raise RuntimeError(f"prm: growing {policy.config.num_hidden_layers} layers left {missing or unexpected}")
-    return model
 
 
 def ranking_check(prm, tok, models: dict, problems, n_max: int, log) -> dict:
@@ -345,22 +362,27 @@ def prm_card(info: dict) -> str:
     per = ", ".join(f"{k} {v:.3f}" for k, v in info.get("auc_per_policy", {}).items())
     return f"""# arith-prm: demo step process reward model
 
-A Llama-architecture causal LM fine-tuned by `python -m scripts.train_demo` (scripts/train_demo/train_prm.py)
-as a Math-Shepherd-style step PRM for `arith`: the layers and embeddings of {info.get("init_from", INIT_FROM)}
-with {info.get("extra_layers", 0)} decoder layers added on top (`grow`), where a written digit can be compared
-with the digit the policy's layers predict.
+A Llama-architecture causal LM trained from scratch by `python -m scripts.train_demo` (scripts/train_demo/train_prm.py)
+as a Math-Shepherd-style step PRM for `arith`. It has its own word-level tokenizer, in which every number
+0-999 is one token (scripts/train_demo/prm_tokenizer.py), and the first {info.get("features", 0)} dimensions of
+each number's embedding hold fixed features of its value (n / 100, log(1 + n), sin and cos of 2 pi n / T;
+scripts/train_demo/verifier.py), so a line "a op b = c" can be checked from the values, not digit by digit.
 
 - Use it with the `step_tag` PRM family: tag " ки", good "+", bad "-". Input layout
   (reward_models/base.py `step_tag_text`): "{{question}} {{step 1}} ки\\n{{step 2}} ки...";
   the score of step k = softmax([logit(+), logit(-)])[0] at the k-th tag token.
-- Parameters: {info["params"]:,} (fp32 safetensors); character-level tokenizer shared with the policies.
+- Architecture: LlamaForCausalLM, hidden {info.get("hidden")}, {info.get("layers")} layers, {info.get("heads")} heads,
+  MLP {info.get("intermediate")}, tied embeddings, vocabulary {info.get("vocab")}; {info["params"]:,} parameters (fp32 safetensors).
 - Targets: at each tag, the step's Math-Shepherd label (`rebase.tasks.arith.check_steps`: good until the
-  first wrong step); at every character of a step, through the same two logits, whether the line is still
+  first wrong step); at every token of a step, through the same two logits, whether the line is still
   right so far given the line before it as written (scripts/train_demo/step_checks.py). Class-balanced
   cross-entropy on both, AdamW, warmup + cosine, seed {SEED}, one CPU thread.
-- Stage 1: {info.get("n_checks", 0)} reference solutions of training problems with lines broken at random
-  (rate {SLIP_RATE}, scripts/train_demo/hard_negatives.py `slipped_steps`), {info.get("check_steps", 0)} steps of
-  batch {CHECK_BATCH}, lr {CHECK_LR}: {info.get("check_train_s", 0)} s.
+- Stage 0: {info.get("n_lines", 0)} single lines of training problems, results slipped at rate 1/2,
+  {info.get("line_steps", 0)} steps of batch {LINE_BATCH}, lr {CHECK_LR}: {info.get("line_train_s", 0)} s
+  (held-out line AUC {info.get("line_auc", float("nan")):.3f}).
+- Stage 1: {info.get("n_checks", 0)} reference solutions with lines broken at random (rate {SLIP_RATE},
+  scripts/train_demo/hard_negatives.py `slipped_steps`) and {info.get("n_check_hard", 0)} with one slip,
+  {info.get("check_steps", 0)} steps of batch {BATCH}, lr {CHECK_LR}: {info.get("check_train_s", 0)} s.
 - Stage 2: {info["n_train"]} labelled solutions (a seed stream disjoint from evaluation):
   {info["n_sampled"]} sampled from {", ".join(POLICY_NAMES)} at temperatures {", ".join(map(str, TEMPERATURES))}
   and {info["n_hard"]} hard negatives (one step broken the way the policies break them); {info["train_steps_labelled"]}
@@ -368,33 +390,39 @@ with the digit the policy's layers predict.
   (plus {info["sample_s"]} s sampling) on the machine that produced these weights.
 - Step-label AUC on held-out samples ({info["n_heldout"]} solutions, {HELDOUT_PER_POLICY} per policy at temperature
   {EVAL_TEMPERATURE} on evaluation problems, {info["heldout_steps"]} steps): **{info["auc"]:.3f}**
-  (per policy: {per}; before fine-tuning: {info["auc_init"]:.3f}).
+  (per policy: {per}; after stage 1, before seeing any policy sample: {info.get("auc_after_stage1", float("nan")):.3f}).
 - Slip AUC (the wrong step itself against the right steps before it, on 400 held-out problems with one step
   broken on purpose): {info.get("slip_auc", float("nan")):.3f} (after stage 1: {info.get("slip_auc_after_stage1", float("nan")):.3f}).
 {table}"""
 
 
-def train_and_save_prm(tok, out: Path, steps_scale: float, eval_size: int, log, init_from: str = INIT_FROM) -> dict:
-    """Sample and label PRM data from the saved policies in `out`, add hard negatives, train,
-    measure AUC and ranking, save."""
+def train_and_save_prm(out: Path, steps_scale: float, eval_size: int, log) -> dict:
+    """Train the verifier in its three stages (module docstring) on data labelled here, with samples
+    of the saved policies in `out`; measure AUC and ranking; save to out / "arith-prm"."""
     import itertools
-
-    from transformers import AutoModelForCausalLM
 
     from scripts.train_demo.artifacts import heldout_problems, save_model
     from scripts.train_demo.hard_negatives import corrupted_rows, slipped_steps
+    from scripts.train_demo.prm_tokenizer import build_prm_tokenizer, number_ids, prm_vocab
     from scripts.train_demo.sampling import load
+    from scripts.train_demo.verifier import FEATURES, VerifierShape, build_verifier, pin_numbers
 
+    tok = build_prm_tokenizer()
     models = {n: load(out / n) for n in POLICY_NAMES if (out / n).is_dir()}
-    t0 = time.time()
     frac = min(1.0, steps_scale)
-    n_train = max(BATCH, round(SAMPLES_PER_POLICY * frac))
+
+    def n_of(count: int) -> int:
+        return max(BATCH, round(count * frac))
+
+    def steps_of(count: int) -> int:
+        return max(2, round(count * steps_scale))
+
+    t0 = time.time()
+    n_train = n_of(SAMPLES_PER_POLICY)
     n_held = max(8, round(HELDOUT_PER_POLICY * frac))
     streams = {n: training_problems(SEED * 10 + k) for k, n in enumerate(POLICY_NAMES)}
     train_rows = sample_labelled(models, tok, lambda n: [next(streams[n]) for _ in range(n_train)], SEED, log)
-    hard = corrupted_rows(
-        itertools.islice(training_problems(SEED * 10 + 9), max(BATCH, round(HARD_NEGATIVES * frac))), SEED
-    )
+    hard = corrupted_rows(itertools.islice(training_problems(SEED * 10 + 9), n_of(HARD_NEGATIVES)), SEED)
     held = heldout_problems(max(eval_size, n_held))
     held_rows = sample_labelled(models, tok, lambda n: held[:n_held], SEED + 100, log, (EVAL_TEMPERATURE,))
     sample_s = round(time.time() - t0, 1)
@@ -409,47 +437,71 @@ def train_and_save_prm(tok, out: Path, steps_scale: float, eval_size: int, log, 
         auc_h, auc_s = step_auc(model, tok, heldout), first_error_auc(model, tok, held_hard)
         log(f"arith-prm step {step}: held-out AUC {auc_h:.4f}, held-out slip AUC {auc_s}")
 
-    prm = grow(AutoModelForCausalLM.from_pretrained(out / init_from), EXTRA_LAYERS)
-    auc_init = step_auc(prm.eval(), tok, heldout)
-    log(f"arith-prm: held-out step AUC before training {auc_init:.3f}")
+    shape = VerifierShape()
+    prm, feats = build_verifier(len(tok), number_ids(prm_vocab()), shape, seed=SEED)
+
+    def pin(model):
+        pin_numbers(model, feats)
+
+    rng = random.Random(f"lines/{SEED}")
+    lines = encode_lines(tok, line_rows(itertools.islice(training_problems(SEED * 10 + 6), n_of(LINE_PROBLEMS)), rng))
+    cut = min(3000, len(lines) // 10)  # held-out lines (problems no other stage draws)
+    held_lines, lines = lines[:cut], lines[cut:]
+    stage0 = train_prm(
+        prm, tok, lines, steps_of(LINE_STEPS), log, batch_size=LINE_BATCH, lr=CHECK_LR, name="arith-prm lines",
+        after_step=pin,
+    )
+    line_auc = round(step_auc(prm, tok, held_lines), 4)
+    log(f"arith-prm: after stage 0: held-out line AUC {line_auc}")
     rng = random.Random(f"slips/{SEED}")
     checks = [
         (p.question, st, check_steps(p.question, st))
-        for p in itertools.islice(training_problems(SEED * 10 + 8), max(BATCH, round(SLIP_PROBLEMS * frac)))
+        for p in itertools.islice(training_problems(SEED * 10 + 8), n_of(SLIP_PROBLEMS))
         if (st := slipped_steps(p, rng, SLIP_RATE))
     ]
+    check_hard = corrupted_rows(itertools.islice(training_problems(SEED * 10 + 5), n_of(CHECK_HARD)), SEED + 2)
     stage1 = train_prm(
         prm,
         tok,
-        encode(tok, checks),
-        max(2, round(CHECK_STEPS * steps_scale)),
+        encode(tok, checks) + encode(tok, check_hard),
+        steps_of(CHECK_STEPS),
         log,
-        batch_size=CHECK_BATCH,
         lr=CHECK_LR,
         eval_fn=probe,
         name="arith-prm checks",
+        after_step=pin,
     )
     slip_auc = first_error_auc(prm, tok, held_hard)
-    log(f"arith-prm: after stage 1: held-out slip AUC {slip_auc}, step AUC {step_auc(prm, tok, heldout):.4f}")
-    info = train_prm(prm, tok, train, max(2, round(STEPS * steps_scale)), log, eval_fn=probe)
+    auc_stage1 = round(step_auc(prm, tok, heldout), 4)
+    log(f"arith-prm: after stage 1: held-out slip AUC {slip_auc}, step AUC {auc_stage1}")
+    info = train_prm(prm, tok, train, steps_of(STEPS), log, eval_fn=probe, after_step=pin)
     info.update(
+        line_steps=stage0["steps"],
+        line_train_s=stage0["train_s"],
+        n_lines=len(lines),
+        line_auc=line_auc,
         check_steps=stage1["steps"],
         check_train_s=stage1["train_s"],
         n_checks=len(checks),
+        n_check_hard=len(check_hard),
         slip_auc_after_stage1=slip_auc,
+        auc_after_stage1=auc_stage1,
         slip_auc=first_error_auc(prm, tok, held_hard),
-        extra_layers=EXTRA_LAYERS,
+        features=FEATURES,
+        hidden=shape.hidden,
+        layers=shape.layers,
+        heads=shape.heads,
+        intermediate=shape.intermediate,
+        vocab=len(tok),
     )
     info.update(
         params=sum(p.numel() for p in prm.parameters()),
         auc=round(step_auc(prm, tok, heldout), 4),
         auc_per_policy={n: round(step_auc(prm, tok, d), 4) for n, d in by_policy.items()},
-        auc_init=round(auc_init, 4),
         n_train=len(train),
         n_sampled=len(train_rows),
         n_hard=len(hard),
         n_heldout=len(heldout),
-        init_from=init_from,
         heldout_steps=sum(len(row[2]) for row in heldout),
         sample_s=sample_s,
         heldout_good_fraction=round(
