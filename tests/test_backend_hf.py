@@ -321,6 +321,47 @@ def test_prefix_cache_lru_order():
     assert cache.lookup([10, 11, 12, 13, 14]).length == 4  # the longest prefix wins
 
 
+def test_prefix_cache_entries_built_on_a_base_hold_only_their_own_tokens():
+    from rebase.backends.hf_cache import PrefixKVCache
+    from rebase.backends.hf_kv import SlabLayer
+
+    def kv(n, start=0):
+        return [torch.arange(start, start + n, dtype=torch.float32).reshape(1, n, 1).expand(1, n, 2).contiguous()]
+
+    cache = PrefixKVCache(capacity_bytes=1000)  # 16 bytes per token (K + V)
+    root = [1, 2, 3, 4]
+    assert cache.insert(root, kv(4), kv(4))
+    parent = cache.lookup(root + [5])
+    assert cache.insert(root + [5, 6], kv(2, 4), kv(2, 4), base=parent)  # two own tokens on top
+    child = cache.lookup(root + [5, 6, 7])
+    assert child.base is parent and child.start == 4 and child.nbytes == 2 * 16 and cache.nbytes == 6 * 16
+    assert cache.insert(root + [5, 6, 7, 8], kv(2, 6), kv(2, 6), base=child)
+    leaf = cache.lookup(root + [5, 6, 7, 8, 9])
+    assert [s for s, _, _ in leaf.segments(0)] == [0, 4, 6]
+    # the pieces land where the whole prefix would: same slab as one tensor right-aligned
+    a, b = SlabLayer.empty(1, kv(8)[0][0], kv(8)[0][0], 10), SlabLayer.empty(1, kv(8)[0][0], kv(8)[0][0], 10)
+    a.fill_segments(0, leaf.segments(0), 10)
+    b.fill_prefix(0, kv(8)[0][0], kv(8)[0][0], 10)
+    assert torch.equal(a._k, b._k) and torch.equal(a._v, b._v)
+    with pytest.raises(ValueError):
+        cache.insert([9, 9, 9], kv(1), kv(1), base=parent)  # a base must be a prefix of the ids
+    # evicting a base evicts what is built on it; the byte count stays exact
+    cache._evict(child.key)
+    assert root in cache and root + [5, 6] not in cache and root + [5, 6, 7, 8] not in cache
+    assert cache.nbytes == 4 * 16 and len(cache) == 1
+    with pytest.raises(ValueError):
+        cache.insert(root + [5, 6, 7, 8], kv(2, 6), kv(2, 6), base=child)  # an evicted base is refused
+    # using a leaf keeps its base fresh: the LRU victim is an unrelated older entry
+    small = PrefixKVCache(capacity_bytes=10 * 16)
+    small.insert([1, 2, 3, 4], kv(4), kv(4))
+    small.insert([7, 7], kv(2), kv(2))
+    base = small.lookup([1, 2, 3, 4, 5])
+    small.insert([1, 2, 3, 4, 5, 6], kv(2, 4), kv(2, 4), base=base)
+    small.lookup([1, 2, 3, 4, 5, 6, 7])
+    small.insert([8, 8, 8], kv(3), kv(3))  # needs room: [7, 7] goes, not the used chain
+    assert [7, 7] not in small and [1, 2, 3, 4] in small and [1, 2, 3, 4, 5, 6] in small
+
+
 # -- architectures, prompts, loading ------------------------------------------------------------------
 @pytest.mark.parametrize("arch", ["llama", "qwen2", "mistral", "gpt2"])
 def test_architectures_batched_equal_reference(zoo, arch):

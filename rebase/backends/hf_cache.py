@@ -10,6 +10,11 @@ entries first.
 Lookup cost is O(prompt length) Python integer ops: a polynomial rolling hash of every prefix is
 checked against the (length, hash) index and confirmed by comparing the ids exactly.
 
+An entry may hold only its own tokens' KV on top of a `base` entry (a tree-search child stores the
+~20 tokens of its step, not again the whole path its parent's entry already holds): storing a child
+then copies its new tokens only. A lookup refreshes the whole chain, and evicting an entry evicts
+the entries built on it, so the byte count stays exact.
+
 The PRM side (reward_models/kv_reuse.py) uses the same store with two additions: an entry may
 carry a `payload` (the scores already read at some of its positions), and `longest_shared` finds
 the longest prefix a prompt shares with ANY entry, not only an entry that is a whole prefix of it
@@ -49,14 +54,33 @@ def prefix_hashes(ids: Sequence[int]) -> list[int]:
 @dataclass
 class KVEntry:
     ids: tuple[int, ...]
-    keys: list[torch.Tensor]  # per layer (kv_heads, len(ids), head_dim)
+    keys: list[torch.Tensor]  # per layer (kv_heads, len(ids) - start, head_dim): this entry's own tokens
     values: list[torch.Tensor]
-    nbytes: int
+    nbytes: int  # of its own tensors only
     payload: Any = None  # what the owner read off this KV (a PRM: {position: score})
+    base: Optional["KVEntry"] = None  # the entry holding the KV of ids[:start], if any
+    key: tuple[int, int] = (0, 0)
 
     @property
     def length(self) -> int:
         return len(self.ids)
+
+    @property
+    def start(self) -> int:
+        """Where this entry's own tensors begin: 0, or its base's length."""
+        return self.base.length if self.base is not None else 0
+
+    def chain(self) -> list["KVEntry"]:
+        """The entries whose own tensors together cover ids, oldest first."""
+        out, e = [], self
+        while e is not None:
+            out.append(e)
+            e = e.base
+        return out[::-1]
+
+    def segments(self, layer: int) -> list[tuple[int, torch.Tensor, torch.Tensor]]:
+        """(first position, keys, values) of each piece of `layer`'s KV for ids, in order."""
+        return [(e.start, e.keys[layer], e.values[layer]) for e in self.chain()]
 
 
 class PrefixKVCache:
@@ -67,6 +91,7 @@ class PrefixKVCache:
         self._entries: "OrderedDict[tuple[int, int], KVEntry]" = OrderedDict()  # (length, hash) -> entry
         self._length_counts: dict[int, int] = {}
         self._blocks: dict[tuple[int, int], dict[tuple[int, int], None]] = {}  # block prefix -> entry keys
+        self._children: dict[tuple[int, int], dict[tuple[int, int], None]] = {}  # entry -> entries built on it
         self.nbytes = 0
         self.hits = 0
         self.evictions = 0
@@ -91,10 +116,19 @@ class PrefixKVCache:
             key = (length, hashes[length])
             entry = self._entries.get(key)
             if entry is not None and entry.ids == tuple(prompt[:length]):
-                self._entries.move_to_end(key)
+                self._touch(entry)
                 self.hits += 1
                 return entry
         return None
+
+    def holds(self, entry: KVEntry) -> bool:
+        """True while `entry` itself (not an evicted or replaced one) is stored."""
+        return self._entries.get(entry.key) is entry
+
+    def _touch(self, entry: KVEntry) -> None:
+        for e in entry.chain():  # a base is used whenever an entry built on it is
+            if self.holds(e):
+                self._entries.move_to_end(e.key)
 
     def longest_shared(self, prompt: Sequence[int]) -> tuple[Optional[KVEntry], int]:
         """(entry, n): the entry sharing the longest prefix with `prompt` (n tokens, possibly all
@@ -129,20 +163,29 @@ class PrefixKVCache:
                     best, best_key, best_n = entry, key, n
             break
         if best is not None:
-            self._entries.move_to_end(best_key)
+            self._touch(best)
             self.hits += 1
         return best, best_n
 
     def insert(
-        self, ids: Sequence[int], keys: list[torch.Tensor], values: list[torch.Tensor], payload: Any = None
+        self,
+        ids: Sequence[int],
+        keys: list[torch.Tensor],
+        values: list[torch.Tensor],
+        payload: Any = None,
+        base: Optional[KVEntry] = None,
     ) -> bool:
         """Store KV for `ids` (each tensor's length axis is -2); False when it cannot fit at all.
+        With `base` (a stored entry whose ids begin `ids`), the tensors cover ids[base.length:] only.
         Re-inserting stored ids refreshes the entry and replaces its payload."""
         ids = tuple(ids)
         if not ids:
             return False
-        if any(k.shape[-2] != len(ids) for k in keys):
-            raise ValueError(f"KV length {keys[0].shape[-2]} does not match {len(ids)} token ids")
+        if base is not None and (not self.holds(base) or ids[: base.length] != base.ids or base.length >= len(ids)):
+            raise ValueError("KV base: not a stored entry that is a proper prefix of these ids")
+        start = base.length if base is not None else 0
+        if any(k.shape[-2] != len(ids) - start for k in keys):
+            raise ValueError(f"KV length {keys[0].shape[-2]} does not match {len(ids) - start} token ids")
         key = (len(ids), prefix_hashes(ids)[-1])
         old = self._entries.get(key)
         if old is not None and old.ids == ids:
@@ -158,7 +201,12 @@ class PrefixKVCache:
             return False
         while self.nbytes + nbytes > self.capacity_bytes:
             self._evict_oldest()
-        self._entries[key] = KVEntry(ids, keys, values, nbytes, payload)
+        if base is not None and not self.holds(base):  # making room evicted the base: keep no orphan
+            return False
+        self._entries[key] = KVEntry(ids, keys, values, nbytes, payload, base, key)
+        if base is not None:
+            self._children.setdefault(base.key, {})[key] = None
+            self._touch(base)
         self._length_counts[len(ids)] = self._length_counts.get(len(ids), 0) + 1
         hashes = prefix_hashes(ids)
         for length in range(BLOCK, len(ids) + 1, BLOCK):
@@ -167,7 +215,17 @@ class PrefixKVCache:
         return True
 
     def _evict_oldest(self) -> None:
-        key, entry = self._entries.popitem(last=False)
+        key = next(iter(self._entries))
+        self._evict(key)
+
+    def _evict(self, key: tuple[int, int]) -> None:
+        """Remove one entry and every entry built on it."""
+        for child in list(self._children.pop(key, {})):
+            if child in self._entries:
+                self._evict(child)
+        entry = self._entries.pop(key)
+        if entry.base is not None and entry.base.key in self._children:
+            self._children[entry.base.key].pop(key, None)
         length = key[0]
         self.nbytes -= entry.nbytes
         hashes = prefix_hashes(entry.ids)
@@ -188,4 +246,5 @@ class PrefixKVCache:
         self._entries.clear()
         self._length_counts.clear()
         self._blocks.clear()
+        self._children.clear()
         self.nbytes = 0

@@ -161,7 +161,10 @@ class BatchDecoder:
             for layer in range(len(ref.keys)):
                 slab = SlabLayer.empty(len(groups), ref.keys[layer], ref.values[layer], lp + lu + extra)
                 for i, (g, c) in enumerate(zip(groups, cached)):
-                    slab.fill_prefix(i, g.prefix.keys[layer] if c else None, g.prefix.values[layer] if c else None, lp)
+                    if c:
+                        slab.fill_segments(i, g.prefix.segments(layer), lp)
+                    else:
+                        slab.fill_prefix(i, None, None, lp)
                 slab.n = lp
                 layers.append(slab)
             cache.layers = layers
@@ -263,10 +266,17 @@ class BatchDecoder:
         ids = row.group.prompt + row.ids[:-1]
         if cols.numel() != len(ids):
             raise RuntimeError(f"KV bookkeeping: {cols.numel()} cached columns for {len(ids)} tokens")
+        # on top of the prompt's cached entry (while stored), keep only the columns after it: a tree
+        # search child then copies its step, not its whole path again
+        base = row.group.prefix
+        if base is not None and self.store.holds(base) and base.length < len(ids):
+            cols = cols[base.length :]
+        else:
+            base = None
         # advanced indexing copies, so the entry does not pin the whole batch's KV in memory
         keys = [layer.keys[r][..., cols, :] for layer in cache.layers]
         values = [layer.values[r][..., cols, :] for layer in cache.layers]
-        self.store.insert(ids, keys, values)
+        self.store.insert(ids, keys, values, base=base)
 
     @staticmethod
     def trim(cache: Any, mask: torch.Tensor) -> torch.Tensor:

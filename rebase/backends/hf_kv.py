@@ -76,6 +76,20 @@ class SlabLayer(DynamicLayer):
             self._k[row, :, width - c : width] = keys
             self._v[row, :, width - c : width] = values
 
+    def fill_segments(self, row: int, segments: list[tuple[int, torch.Tensor, torch.Tensor]], width: int) -> None:
+        """`fill_prefix` for a prefix stored in pieces (hf_cache.KVEntry.segments): piece (start, k, v)
+        goes to columns [width - c + start, ...), where c is the whole prefix's length."""
+        if len(segments) == 1:
+            self.fill_prefix(row, segments[0][1], segments[0][2], width)
+            return
+        c = segments[-1][0] + segments[-1][1].shape[-2]
+        self._k[row, :, : width - c] = 0
+        self._v[row, :, : width - c] = 0
+        for start, k, v in segments:
+            at = width - c + start
+            self._k[row, :, at : at + k.shape[-2]] = k
+            self._v[row, :, at : at + v.shape[-2]] = v
+
     # the mixin and DynamicLayer read and assign `keys` / `values`; assignment adopts the tensor
     @property
     def keys(self) -> Any:
