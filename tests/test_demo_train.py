@@ -123,6 +123,21 @@ def test_committed_prm_has_single_token_labels():
     assert AutoModelForCausalLM.from_pretrained(d).config.vocab_size == len(t)
 
 
+def test_committed_prm_tells_slips_from_right_steps():
+    # the shipped verifier checks arithmetic: slips made on purpose in problems no training stage saw
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from scripts.train_demo.hard_negatives import corrupted_rows
+    from scripts.train_demo.train_prm import encode, first_error_auc
+
+    torch.set_num_threads(1)
+    d = _committed("arith-prm")
+    t = AutoTokenizer.from_pretrained(d)
+    model = AutoModelForCausalLM.from_pretrained(d).eval()
+    rows = corrupted_rows(itertools.islice(training_problems(4242), 200), 7)
+    assert first_error_auc(model, t, encode(t, rows)) >= 0.85
+
+
 def _train_demo(args, tmp_path):
     import os
     import subprocess

@@ -94,7 +94,17 @@ def test_verifier_tokenizer_reads_numbers_as_tokens(tmp_path):
 
     vtok = build_prm_tokenizer()
     assert vtok.tokenize("17 + 25 = 42" + STEP_TAG + "\nThe answer is 42") == [
-        "17", "+", "25", "=", "42", STEP_TAG, "\n", "The", "answer", "is", "42",
+        "17",
+        "+",
+        "25",
+        "=",
+        "42",
+        STEP_TAG,
+        "\n",
+        "The",
+        "answer",
+        "is",
+        "42",
     ]
     assert all(len(vtok.encode(s, add_special_tokens=False)) == 1 for s in (STEP_TAG, GOOD, BAD, str(NUMBERS - 1)))
     assert vtok.tokenize("1000 zebra") == ["<unk>", "<unk>"]  # outside the vocabulary, never an error
@@ -120,8 +130,13 @@ def test_verifier_numbers_keep_their_value_features_and_line_rows_label_results(
         emb.add_(1.0)  # an optimiser step moves everything ...
     pin_numbers(model, feats)  # ... and the features are put back
     assert torch.allclose(emb[row, :FEATURES], torch.tensor(number_features(42)))
-    assert torch.allclose(emb[row, FEATURES:], build_verifier(len(vtok), number_ids(prm_vocab()), shape, seed=1)[0]
-                          .get_input_embeddings().weight[row, FEATURES:] + 1.0)
+    assert torch.allclose(
+        emb[row, FEATURES:],
+        build_verifier(len(vtok), number_ids(prm_vocab()), shape, seed=1)[0]
+        .get_input_embeddings()
+        .weight[row, FEATURES:]
+        + 1.0,
+    )
 
     rows = line_rows(itertools.islice(training_problems(5), 50), random.Random(0))
     assert {r[2][0] for r in rows} == {True, False} and all(r[0] == "" and len(r[1]) == 1 for r in rows)

@@ -139,14 +139,14 @@ class PrefixKVCache:
         hashes = prefix_hashes(prompt)
         prompt_t = tuple(prompt)
         best: Optional[KVEntry] = None
-        best_key, best_n = None, 0
+        best_n = 0
         for length in sorted(self._length_counts, reverse=True):
             if length > len(prompt_t):
                 continue
             key = (length, hashes[length])
             entry = self._entries.get(key)
             if entry is not None and entry.ids == prompt_t[:length]:
-                best, best_key, best_n = entry, key, length
+                best, best_n = entry, length
                 break
         for length in range(len(prompt_t) // BLOCK * BLOCK, best_n, -BLOCK):
             owners = self._blocks.get((length, hashes[length]))
@@ -160,7 +160,7 @@ class PrefixKVCache:
                 while n < end and entry.ids[n] == prompt_t[n]:
                     n += 1
                 if n > best_n:
-                    best, best_key, best_n = entry, key, n
+                    best, best_n = entry, n
             break
         if best is not None:
             self._touch(best)

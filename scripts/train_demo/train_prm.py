@@ -24,7 +24,6 @@ it as written):
 
 from __future__ import annotations
 
-import copy
 import math
 import random
 import time
@@ -448,7 +447,14 @@ def train_and_save_prm(out: Path, steps_scale: float, eval_size: int, log) -> di
     cut = min(3000, len(lines) // 10)  # held-out lines (problems no other stage draws)
     held_lines, lines = lines[:cut], lines[cut:]
     stage0 = train_prm(
-        prm, tok, lines, steps_of(LINE_STEPS), log, batch_size=LINE_BATCH, lr=CHECK_LR, name="arith-prm lines",
+        prm,
+        tok,
+        lines,
+        steps_of(LINE_STEPS),
+        log,
+        batch_size=LINE_BATCH,
+        lr=CHECK_LR,
+        name="arith-prm lines",
         after_step=pin,
     )
     line_auc = round(step_auc(prm, tok, held_lines), 4)
