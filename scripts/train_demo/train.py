@@ -2,15 +2,16 @@
 
 Why: the embedded demo ships small trained models under rebase/demo/models/; this command rebuilds
 them deterministically (same seed, same machine and thread count -> same weights), so the weights
-are reproducible rather than opaque artefacts. Each model directory gets safetensors weights, the
-character-level tokenizer, its config, train_info.json and a MODEL_CARD.md with measured accuracy.
+are reproducible rather than opaque artefacts. Each model directory gets safetensors weights, its
+tokenizer (character level for the policies, number level for the PRM), its config, train_info.json
+and a MODEL_CARD.md with measured accuracy.
 
     python -m scripts.train_demo [--out DIR] [--steps-scale F] [--only arith-s,arith-prm] [--eval-size 500]
     python -m scripts.train_demo --steps-scale 0.01 --out /tmp/demo   # a quick smoke run
 
 Run from the repository root (training is not part of the installed package). Everything runs
-on one CPU thread; the full run takes about 1.5 hours on a 2-core machine (policies 6, 10, 17 and 31
-minutes, the PRM 29: sampling 9, training 14, its ranking check 5).
+on one CPU thread; the full run takes about 2.4 hours on a 2-core machine (policies 6, 10, 17 and 31
+minutes, the PRM 80: sampling 11, training 60 in three stages, its ranking check 8).
 """
 
 from __future__ import annotations
