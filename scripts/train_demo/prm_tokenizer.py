@@ -17,7 +17,7 @@ are single tokens. Spaces separate tokens and are dropped; "\\n" is a token; any
 
 from __future__ import annotations
 
-from scripts.train_demo.tokenizer import BAD, GOOD, SPECIALS, STEP_TAG
+from scripts.train_demo.tokenizer import SPECIALS, finish
 
 NUMBERS = 1000  # 0..999: every operand and result of arith (results <= 199) and most slips
 WORDS = ("Start", "with", "Add", "Subtract", "Multiply", "Divide", "by", "What", "is", "the", "result", "The", "answer")
@@ -37,8 +37,7 @@ def number_ids(vocab: dict[str, int]) -> list[int]:
 
 def build_prm_tokenizer():
     """A fresh word-level PreTrainedTokenizerFast for the verifier (encoding adds <s> in front)."""
-    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers, processors
-    from transformers import PreTrainedTokenizerFast
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
 
     vocab = prm_vocab()
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
@@ -46,20 +45,4 @@ def build_prm_tokenizer():
         [pre_tokenizers.Split(Regex(" +"), "removed"), pre_tokenizers.Split(Regex(PIECES), "isolated")]
     )
     tok.decoder = decoders.WordPiece(prefix="##", cleanup=False)  # joins tokens with spaces
-    tok.add_special_tokens([AddedToken(s, special=True, normalized=False) for s in SPECIALS])
-    tok.add_tokens([AddedToken(STEP_TAG, normalized=False, special=False)])
-    bos = vocab["<s>"]
-    tok.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A $B", special_tokens=[("<s>", bos)])
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        bos_token="<s>",
-        eos_token="</s>",
-        pad_token="<pad>",
-        unk_token="<unk>",
-        clean_up_tokenization_spaces=False,
-    )
-    for s in (STEP_TAG, GOOD, BAD):
-        ids = fast.encode(s, add_special_tokens=False)
-        if len(ids) != 1:
-            raise RuntimeError(f"verifier tokenizer: {s!r} is {len(ids)} tokens, expected 1")
-    return fast
+    return finish(tok, vocab, "verifier tokenizer")

@@ -29,13 +29,22 @@ def alphabet() -> list[str]:
 
 def build_tokenizer():
     """A fresh character-level PreTrainedTokenizerFast (no chat template, plain prompts)."""
-    from tokenizers import AddedToken, Tokenizer, decoders, models, processors
-    from transformers import PreTrainedTokenizerFast
+    from tokenizers import Tokenizer, decoders, models
 
     vocab = {tok: i for i, tok in enumerate(SPECIALS + alphabet())}
     # BPE with no merges and no pre-tokenizer = one token per character (spaces included)
     tok = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<unk>"))
     tok.decoder = decoders.Fuse()
+    return finish(tok, vocab, "demo tokenizer", padding_side="left")  # batched generation continues each row's end
+
+
+def finish(tok, vocab: dict[str, int], what: str, **kwargs):
+    """What both demo tokenizers share: the special tokens, the step tag as one added token, <s> in
+    front of every encoding, the PreTrainedTokenizerFast wrapper, and the check that the PRM strings
+    (tag, good, bad) are single tokens. `kwargs` go to PreTrainedTokenizerFast."""
+    from tokenizers import AddedToken, processors
+    from transformers import PreTrainedTokenizerFast
+
     tok.add_special_tokens([AddedToken(s, special=True, normalized=False) for s in SPECIALS])
     tok.add_tokens([AddedToken(STEP_TAG, normalized=False, special=False)])
     bos = vocab["<s>"]
@@ -47,10 +56,10 @@ def build_tokenizer():
         pad_token="<pad>",
         unk_token="<unk>",
         clean_up_tokenization_spaces=False,
-        padding_side="left",
-    )  # batched generation continues each row's end
+        **kwargs,
+    )
     for s in (STEP_TAG, GOOD, BAD):
         ids = fast.encode(s, add_special_tokens=False)
         if len(ids) != 1:
-            raise RuntimeError(f"demo tokenizer: {s!r} is {len(ids)} tokens, expected 1")
+            raise RuntimeError(f"{what}: {s!r} is {len(ids)} tokens, expected 1")
     return fast
