@@ -17,6 +17,7 @@ import hashlib
 from pathlib import Path
 from typing import Optional
 
+from rebase.errors import BadInput
 from rebase.paths import looks_local, package_dir
 
 SUFFIXES = {".safetensors", ".bin", ".gguf", ".pt", ".pth", ".json", ".model", ".txt", ".tiktoken"}
@@ -43,7 +44,7 @@ def weights_digest(path: str, gguf_file: Optional[str] = None) -> Optional[str]:
     """sha256 over the model's files (see the module docstring); None for a hub id or no path."""
     try:
         resolved = package_dir(path)
-    except Exception:  # an uninstalled package: the config's own checks report it
+    except BadInput:  # an uninstalled package: the config's own checks report it
         return None
     p = Path(resolved).expanduser()
     if not looks_local(resolved) or not p.exists():
