@@ -271,7 +271,40 @@ def test_prefix_reuse_same_outputs_and_reports_cached(zoo, temperature):
     assert with_reuse[2][3][0].cached_tokens == 0  # the fresh prompt had nothing to reuse
 
 
-def test_prefill_layout_logits_match_full_prefill(zoo):
+def test_slab_pool_reuses_buffers_and_never_hands_out_a_busy_one():
+    from rebase.backends.hf_pool import SlabPool
+
+    pool, like = SlabPool(), torch.zeros(1)
+    a = pool.take((2, 3, 4), like)
+    b = pool.take((2, 3, 4), like)
+    assert a.shape == (2, 3, 4) and a.untyped_storage().data_ptr() != b.untyped_storage().data_ptr()
+    pool.release(a[:, 1:])  # a view of the buffer frees it too
+    c = pool.take((5, 4), like)  # fits the freed one (24 >= 20): reused, not allocated
+    assert c.untyped_storage().data_ptr() == a.untyped_storage().data_ptr()
+    pool.release(torch.zeros(3))  # not from the pool: ignored
+    pool.reset()
+    assert len(pool.free) == 2 and not pool.busy
+    big = pool.take((100,), like)  # fits neither: the largest smaller free buffer is let go
+    assert big.numel() == 100 and len(pool.free) == 1 and pool.nbytes() == 4 * (36 + 150)
+
+
+def test_pooled_slabs_give_the_same_tokens_as_fresh_ones(zoo):
+    """Buffers reused across generate calls (hf_pool.py) change nothing; a call like the last one
+    allocates nothing new."""
+    pooled, fresh = make(zoo["llama"]), make(zoo["llama"])
+    fresh.slab_pool = None
+    assert pooled.slab_pool is not None
+    assert [ids_of(r) for r in grow_tree(pooled, 1.0)] == [ids_of(r) for r in grow_tree(fresh, 1.0)]
+    assert pooled.slab_pool.nbytes() > 0 and not pooled.slab_pool.busy
+    reqs = [Req(prompt=p, n=3, temperature=1.0, max_tokens=9, seed=i) for i, p in enumerate(PROMPTS)]
+    first = pooled.generate(reqs)
+    held = pooled.slab_pool.nbytes()
+    assert ids_of(pooled.generate(reqs)) == ids_of(first) == ids_of(fresh.generate(reqs))
+    assert pooled.slab_pool.nbytes() == held
+
+
+@pytest.mark.parametrize("pooled", [False, True])
+def test_prefill_layout_logits_match_full_prefill(zoo, pooled):
     """Rows with different cached and uncached lengths in one prefill give the logits of a plain
     full-prompt forward (checks masks and position ids more finely than sampled tokens can)."""
     from rebase.backends.hf_decode import BatchDecoder, Group
@@ -282,9 +315,9 @@ def test_prefill_layout_logits_match_full_prefill(zoo):
     prompts = kids + [g.encode(PROMPTS[2])]
     groups = [Group(i, p, [0], 4, 0.0, 1.0, 0, (), g.prefix_cache.lookup(p)) for i, p in enumerate(prompts)]
     assert [gr.cached for gr in groups] == [len(kids[0]) - 2, len(kids[1]) - 3, 0]
-    dec = BatchDecoder(g.model, g.tokenizer, g.eos_ids, g.pad_id)
+    dec = BatchDecoder(g.model, g.tokenizer, g.eos_ids, g.pad_id, pool=g.slab_pool if pooled else None)
     with torch.inference_mode():
-        batched, _, _ = dec.prefill(groups)
+        batched, _, _ = dec.prefill(groups)  # three length buckets: merged into one slab
         for i, p in enumerate(prompts):
             full = g.model(input_ids=torch.tensor([p])).logits[0, -1]
             torch.testing.assert_close(batched[i], full, atol=2e-4, rtol=1e-4)

@@ -25,6 +25,7 @@ import torch
 
 from rebase.backends.hf_cache import PrefixKVCache
 from rebase.backends.hf_decode import BatchDecoder, Group
+from rebase.backends.hf_pool import SlabPool
 from rebase.backends.hf_stream import stream
 from rebase.backends.hf_sampling import DEFAULT_SEED, as_int64
 from rebase.backends.loading import count_params, load_causal_lm, load_tokenizer
@@ -55,6 +56,8 @@ class TransformersGenerator:
         pad = self.tokenizer.pad_token_id
         self.pad_id = int(pad if pad is not None else next(iter(self.eos_ids), 0))
         self.prefix_cache = PrefixKVCache(cfg.kv_cache_bytes) if cfg.prefix_reuse else None
+        # CPU: reuse slab buffers across calls (fresh ones page-fault, hf_pool.py); CUDA caches its own
+        self.slab_pool = SlabPool() if self.device.type == "cpu" else None
 
     def _eos_ids(self) -> set[int]:
         """EOS ids from the generation config (may be a list, e.g. chat end markers) and tokenizer."""
@@ -146,7 +149,7 @@ class TransformersGenerator:
         reqs = list(requests)
         results: list[list[Optional[Completion]]] = [[None] * r.n for r in reqs]
         left = [r.n for r in reqs]
-        decoder = BatchDecoder(self.model, self.tokenizer, self.eos_ids, self.pad_id, self.prefix_cache)
+        decoder = BatchDecoder(self.model, self.tokenizer, self.eos_ids, self.pad_id, self.prefix_cache, self.slab_pool)
 
         def on_done(done: list[tuple[int, int, Completion]]) -> list[Group]:
             complete = []
@@ -180,6 +183,9 @@ class TransformersGenerator:
                 for batch in self._batches(self._groups(reqs)):  # whole batches, halved on OOM
                     for req, sample, done in self._run(decoder, batch):
                         results[req][sample] = done
+            finally:
+                if self.slab_pool is not None:
+                    self.slab_pool.reset()  # no slab of this call is read after it
         return results  # type: ignore[return-value]
 
     def _run(self, decoder: BatchDecoder, batch: list[Group]) -> list[tuple[int, int, Completion]]:
@@ -203,6 +209,8 @@ class TransformersGenerator:
     def close(self) -> None:
         if self.prefix_cache is not None:
             self.prefix_cache.clear()
+        if self.slab_pool is not None:
+            self.slab_pool.clear()
         self.model = None
         if torch.cuda.is_available():
             torch.cuda.empty_cache()

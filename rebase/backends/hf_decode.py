@@ -25,6 +25,7 @@ import torch
 
 from rebase.backends.hf_cache import KVEntry, PrefixKVCache
 from rebase.backends.hf_kv import SlabLayer, compaction_order
+from rebase.backends.hf_pool import SlabPool
 from rebase.backends.hf_sampling import sample_next
 from rebase.types import Completion
 
@@ -85,9 +86,16 @@ class BatchDecoder:
     """Runs one batch of groups to completion; stores finished sequences' KV in `store`."""
 
     def __init__(
-        self, model: Any, tokenizer: Any, eos_ids: set[int], pad_id: int, store: Optional[PrefixKVCache] = None
+        self,
+        model: Any,
+        tokenizer: Any,
+        eos_ids: set[int],
+        pad_id: int,
+        store: Optional[PrefixKVCache] = None,
+        pool: Optional[SlabPool] = None,
     ):
         self.model = model
+        self.pool = pool  # slab buffers reused across calls (hf_pool.py); None: fresh tensors
         self.tok = tokenizer
         self.eos_ids = eos_ids
         self.pad_id = pad_id
@@ -122,13 +130,13 @@ class BatchDecoder:
         mask = outs[0][1].new_zeros((len(groups), width))
         layers = []
         for li, ref in enumerate(outs[0][2].layers):
-            k = ref.keys.new_zeros((len(groups),) + ref.keys.shape[1:-2] + (width, ref.keys.shape[-1]))
-            v = ref.values.new_zeros((len(groups),) + ref.values.shape[1:-2] + (width, ref.values.shape[-1]))
+            slab = SlabLayer.empty(len(groups), ref.keys[0], ref.values[0], width + extra, self.pool)
+            slab.zero_columns(width)
             for p, (_, m, c) in zip(parts, outs):
-                rows = torch.tensor(p, device=self.device)
-                k[rows, ..., width - m.shape[1] :, :] = c.layers[li].keys
-                v[rows, ..., width - m.shape[1] :, :] = c.layers[li].values
-            layers.append(SlabLayer(k, v, None, extra))
+                slab.place_rows(torch.tensor(p, device=self.device), c.layers[li].keys, c.layers[li].values, width)
+                c.layers[li].free()
+            slab.n = width
+            layers.append(slab)
         for p, (lg, m, _) in zip(parts, outs):
             rows = torch.tensor(p, device=self.device)
             logits[rows] = lg
@@ -154,12 +162,12 @@ class BatchDecoder:
         # slabs from the start: cached prefixes are copied once, straight into place, and the
         # forward appends the tail in place (DynamicLayer would copy everything again with cat)
         cache = DynamicCache()
-        cache.layer_class_to_replicate = lambda: SlabLayer(None, None, extra=lu + extra)
+        cache.layer_class_to_replicate = lambda: SlabLayer(None, None, extra=lu + extra, pool=self.pool)
         if lp:
             ref = next(g.prefix for g in groups if g.prefix is not None)
             layers = []
             for layer in range(len(ref.keys)):
-                slab = SlabLayer.empty(len(groups), ref.keys[layer], ref.values[layer], lp + lu + extra)
+                slab = SlabLayer.empty(len(groups), ref.keys[layer], ref.values[layer], lp + lu + extra, self.pool)
                 for i, (g, c) in enumerate(zip(groups, cached)):
                     if c:
                         slab.fill_segments(i, g.prefix.segments(layer), lp)
@@ -273,9 +281,15 @@ class BatchDecoder:
             cols = cols[base.length :]
         else:
             base = None
-        # advanced indexing copies, so the entry does not pin the whole batch's KV in memory
-        keys = [layer.keys[r][..., cols, :] for layer in cache.layers]
-        values = [layer.values[r][..., cols, :] for layer in cache.layers]
+        # copies, so the entry does not pin the whole batch's KV in memory; the row's columns are
+        # one run after its left padding, so one stacked copy per K / V serves every layer
+        a, b = int(cols[0]), int(cols[-1]) + 1
+        if b - a == cols.numel():
+            keys = list(torch.stack([layer.keys[r, ..., a:b, :] for layer in cache.layers]).unbind(0))
+            values = list(torch.stack([layer.values[r, ..., a:b, :] for layer in cache.layers]).unbind(0))
+        else:
+            keys = [layer.keys[r][..., cols, :] for layer in cache.layers]
+            values = [layer.values[r][..., cols, :] for layer in cache.layers]
         self.store.insert(ids, keys, values, base=base)
 
     @staticmethod

@@ -26,6 +26,8 @@ from typing import Any, Optional
 import torch
 from transformers.cache_utils import DynamicLayer
 
+from rebase.backends.hf_pool import SlabPool
+
 
 class SlabLayer(DynamicLayer):
     """A DynamicLayer whose storage is a preallocated buffer; `keys` / `values` are views of it."""
@@ -36,9 +38,11 @@ class SlabLayer(DynamicLayer):
         values: Optional[torch.Tensor],
         index: Optional[torch.Tensor] = None,
         extra: int = 0,
+        pool: Optional[SlabPool] = None,
     ):
         super().__init__()
         self.extra = extra
+        self.pool = pool  # buffers come from (and go back to) it when set (hf_pool.py)
         self._k = self._v = None
         self.rows = self.n = 0
         if keys is None:  # allocated by the first update (a prefill with no cached prefix)
@@ -46,8 +50,8 @@ class SlabLayer(DynamicLayer):
         if index is not None:
             keys, values = keys.index_select(0, index), values.index_select(0, index)
         b, h, n, d = keys.shape
-        self._k = keys.new_empty((b, h, n + extra, d))
-        self._v = values.new_empty((b, h, n + extra, values.shape[-1]))
+        self._k = self._alloc((b, h, n + extra, d), keys)
+        self._v = self._alloc((b, h, n + extra, values.shape[-1]), values)
         self._k[:, :, :n] = keys
         self._v[:, :, :n] = values
         self.rows, self.n = b, n
@@ -55,16 +59,28 @@ class SlabLayer(DynamicLayer):
         self.is_initialized = True
 
     @classmethod
-    def empty(cls, rows: int, like_k: torch.Tensor, like_v: torch.Tensor, capacity: int) -> "SlabLayer":
+    def empty(
+        cls, rows: int, like_k: torch.Tensor, like_v: torch.Tensor, capacity: int, pool: Optional[SlabPool] = None
+    ) -> "SlabLayer":
         """A slab of `rows` rows and `capacity` columns, heads and head_dim from (heads, len, dim)
         tensors `like_k` / `like_v`; nothing written yet (n = 0)."""
-        self = cls(None, None)
-        self._k = like_k.new_empty((rows, like_k.shape[0], capacity, like_k.shape[-1]))
-        self._v = like_v.new_empty((rows, like_v.shape[0], capacity, like_v.shape[-1]))
+        self = cls(None, None, pool=pool)
+        self._k = self._alloc((rows, like_k.shape[0], capacity, like_k.shape[-1]), like_k)
+        self._v = self._alloc((rows, like_v.shape[0], capacity, like_v.shape[-1]), like_v)
         self.rows = rows
         self.dtype, self.device = like_k.dtype, like_k.device
         self.is_initialized = True
         return self
+
+    def _alloc(self, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+        return self.pool.take(shape, like) if self.pool is not None else like.new_empty(shape)
+
+    def _replace(self, k: Optional[torch.Tensor], v: Optional[torch.Tensor]) -> None:
+        """Adopt new buffers; the old ones go back to the pool (nothing reads them after)."""
+        if self.pool is not None and self._k is not None:
+            self.pool.release(self._k)
+            self.pool.release(self._v)
+        self._k, self._v = k, v  # type: ignore[assignment]
 
     def fill_prefix(self, row: int, keys: Optional[torch.Tensor], values: Optional[torch.Tensor], width: int) -> None:
         """Right-align a (heads, c, dim) cached prefix in columns [width - c, width) of `row`, and
@@ -75,6 +91,21 @@ class SlabLayer(DynamicLayer):
         if c:
             self._k[row, :, width - c : width] = keys
             self._v[row, :, width - c : width] = values
+
+    def place_rows(self, rows: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, width: int) -> None:
+        """Write (len(rows), heads, w, dim) KV right-aligned into columns [width - w, width) of
+        `rows` (merging prefill parts into one slab; the caller zeroes the padding first)."""
+        w = keys.shape[-2]
+        self._k[rows, :, width - w : width] = keys
+        self._v[rows, :, width - w : width] = values
+
+    def zero_columns(self, width: int) -> None:
+        self._k[: self.rows, :, :width] = 0
+        self._v[: self.rows, :, :width] = 0
+
+    def free(self) -> None:
+        """Give the buffers back to the pool (the slab is not used again)."""
+        self._replace(None, None)
 
     def fill_segments(self, row: int, segments: list[tuple[int, torch.Tensor, torch.Tensor]], width: int) -> None:
         """`fill_prefix` for a prefix stored in pieces (hf_cache.KVEntry.segments): piece (start, k, v)
@@ -122,8 +153,8 @@ class SlabLayer(DynamicLayer):
         m = key_states.shape[-2]
         if self._k is None:
             b, h, _, d = key_states.shape
-            self._k = key_states.new_empty((b, h, m + self.extra, d))
-            self._v = value_states.new_empty((b, value_states.shape[1], m + self.extra, value_states.shape[-1]))
+            self._k = self._alloc((b, h, m + self.extra, d), key_states)
+            self._v = self._alloc((b, value_states.shape[1], m + self.extra, value_states.shape[-1]), value_states)
             self.rows, self.n = b, 0
             self.dtype, self.device = key_states.dtype, key_states.device
             self.is_initialized = True
@@ -138,8 +169,12 @@ class SlabLayer(DynamicLayer):
         return self.n
 
     def batch_select_indices(self, indices: torch.Tensor) -> None:
-        self._k = self._k[: self.rows].index_select(0, indices)
-        self._v = self._v[: self.rows].index_select(0, indices)
+        k, v = self._k[: self.rows], self._v[: self.rows]
+        new_k = self._alloc((len(indices),) + k.shape[1:], k)
+        new_v = self._alloc((len(indices),) + v.shape[1:], v)
+        torch.index_select(k, 0, indices, out=new_k)
+        torch.index_select(v, 0, indices, out=new_v)
+        self._replace(new_k, new_v)
         self.rows = len(indices)
 
     def drop_front(self, cols: int) -> None:
@@ -171,11 +206,12 @@ class SlabLayer(DynamicLayer):
         if shift or rows > cap_rows or need_cols > cap_cols:
             new_rows = rows if rows <= cap_rows else max(rows, 2 * cap_rows)
             new_cols = max(need_cols, cap_cols + shift)
-            for name in ("_k", "_v"):
-                old = getattr(self, name)
-                new = old.new_zeros((new_rows, old.shape[1], new_cols, old.shape[-1]))
+            grown = []
+            for old in (self._k, self._v):
+                new = self._alloc((new_rows, old.shape[1], new_cols, old.shape[-1]), old).zero_()
                 new[: self.rows, :, shift : shift + self.n] = old[: self.rows, :, : self.n]
-                setattr(self, name, new)
+                grown.append(new)
+            self._replace(*grown)
         for name, src in (("_k", keys), ("_v", values)):
             buf = getattr(self, name)
             buf[self.rows : rows, :, : n - w] = 0  # masked padding, never uninitialised memory

@@ -79,6 +79,7 @@ class LiveBatch:
         shift = 0
         for live, fresh in zip(self.cache.layers, cache.layers):
             shift = live.admit(fresh.keys, fresh.values, extra)
+            fresh.free()  # copied into the running slab: its buffers can serve the next admit
         width = self.mask.shape[1] + shift
         self.mask = torch.cat([self.mask.new_zeros((len(self.rows), shift)), self.mask], dim=1) if shift else self.mask
         pad = mask.new_zeros((len(rows), width - mask.shape[1]))
