@@ -12,9 +12,9 @@ last generate call and hands them out again.
 Ownership is explicit: `take` marks a buffer busy, `release` (a slab replaced by a copy) or `reset`
 (the end of a generate call: nothing from it is read after) frees it. A free buffer is handed out
 for any request it can hold (best fit); a miss allocates `HEADROOM` times the request, since
-slabs grow from round to round as the paths do, and drops one free buffer too small to serve it,
-so the pool holds about one call's peak. GPUs have a caching allocator of their own: the backend
-uses the pool on CPU devices only.
+slabs grow from round to round as the paths do, and drops one free buffer too small to serve it;
+`reset` keeps only the buffers the call used, so the pool holds about one call's peak. GPUs have a
+caching allocator of their own: the backend uses the pool on CPU devices only.
 
     pool = SlabPool()
     k = pool.take((rows, heads, cols, dim), like=keys)   # a view of a pooled buffer
@@ -34,6 +34,7 @@ class SlabPool:
     def __init__(self) -> None:
         self.free: list[torch.Tensor] = []  # flat buffers
         self.busy: dict[int, torch.Tensor] = {}  # storage pointer -> flat buffer
+        self.used: dict[int, torch.Tensor] = {}  # every buffer taken since the last reset
 
     def take(self, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
         """An uninitialised tensor of `shape` with `like`'s dtype and device, from a pooled buffer."""
@@ -44,9 +45,11 @@ class SlabPool:
             buf = self.free.pop(min(fits, key=lambda i: self.free[i].numel()))
         else:
             if same:  # the paths grew past it: let the largest go rather than keep every size
-                self.free.pop(max(same, key=lambda i: self.free[i].numel()))
+                gone = self.free.pop(max(same, key=lambda i: self.free[i].numel()))
+                self.used.pop(gone.untyped_storage().data_ptr(), None)
             buf = like.new_empty(max(need, int(need * HEADROOM)))
         self.busy[buf.untyped_storage().data_ptr()] = buf
+        self.used[buf.untyped_storage().data_ptr()] = buf
         return buf[:need].view(shape)
 
     def release(self, t: torch.Tensor) -> None:
@@ -56,12 +59,13 @@ class SlabPool:
             self.free.append(buf)
 
     def reset(self) -> None:
-        """Free every buffer (the generate call that used them is over)."""
-        self.free.extend(self.busy.values())
-        self.busy.clear()
+        """Free every buffer (the generate call that used them is over) and let go of those the
+        call did not use: the pool holds about one call's peak, not every shape ever asked for."""
+        self.free = list(self.used.values())
+        self.busy, self.used = {}, {}
 
     def clear(self) -> None:
-        self.free, self.busy = [], {}
+        self.free, self.busy, self.used = [], {}, {}
 
     def nbytes(self) -> int:
         return sum(b.numel() * b.element_size() for b in self.free + list(self.busy.values()))
