@@ -283,9 +283,10 @@ def test_slab_pool_reuses_buffers_and_never_hands_out_a_busy_one():
     assert c.untyped_storage().data_ptr() == a.untyped_storage().data_ptr()
     pool.release(torch.zeros(3))  # not from the pool: ignored
     pool.reset()
-    assert len(pool.free) == 2 and not pool.busy
-    big = pool.take((100,), like)  # fits neither: the largest smaller free buffer is let go
-    assert big.numel() == 100 and len(pool.free) == 1 and pool.nbytes() == 4 * (36 + 150)
+    assert len(pool.free) == 2 and not pool.busy and pool.last_peak == 4 * (24 + 24)
+    big = pool.take((100,), like)  # fits neither: a new buffer, and the pool over 1.5x its peak
+    assert big.numel() == 100 and pool.peak == 400  # (400 B) drops its smallest free buffers
+    assert pool.nbytes() == 600 and not pool.free
 
 
 def test_pooled_slabs_give_the_same_tokens_as_fresh_ones(zoo):

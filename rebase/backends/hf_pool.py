@@ -11,10 +11,11 @@ last generate call and hands them out again.
 
 Ownership is explicit: `take` marks a buffer busy, `release` (a slab replaced by a copy) or `reset`
 (the end of a generate call: nothing from it is read after) frees it. A free buffer is handed out
-for any request it can hold (best fit); a miss allocates `HEADROOM` times the request, since
-slabs grow from round to round as the paths do, and drops one free buffer too small to serve it;
-`reset` keeps only the buffers the call used, so the pool holds about one call's peak. GPUs have a
-caching allocator of their own: the backend uses the pool on CPU devices only.
+for any request it can hold (best fit); a miss allocates `HEADROOM` times the request, since slabs
+grow from round to round as the paths do. Memory is bounded: the pool holds at most `LIMIT` times
+the most its callers held at once (this call's or the last one's), dropping the smallest free
+buffers first, and `reset` lets go of buffers the call did not use. GPUs have a caching allocator
+of their own: the backend uses the pool on CPU devices only.
 
     pool = SlabPool()
     k = pool.take((rows, heads, cols, dim), like=keys)   # a view of a pooled buffer
@@ -28,44 +29,70 @@ import math
 import torch
 
 HEADROOM = 1.5
+LIMIT = 1.5
+
+
+def _key(t: torch.Tensor) -> int:
+    return t.untyped_storage().data_ptr()
+
+
+def _bytes(t: torch.Tensor) -> int:
+    return t.numel() * t.element_size()
 
 
 class SlabPool:
     def __init__(self) -> None:
-        self.free: list[torch.Tensor] = []  # flat buffers
-        self.busy: dict[int, torch.Tensor] = {}  # storage pointer -> flat buffer
-        self.used: dict[int, torch.Tensor] = {}  # every buffer taken since the last reset
+        self.clear()
 
     def take(self, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
         """An uninitialised tensor of `shape` with `like`'s dtype and device, from a pooled buffer."""
         need = math.prod(shape)
-        same = [i for i, b in enumerate(self.free) if b.dtype == like.dtype and b.device == like.device]
-        fits = [i for i in same if self.free[i].numel() >= need]
+        fits = [
+            i
+            for i, b in enumerate(self.free)
+            if b.dtype == like.dtype and b.device == like.device and b.numel() >= need
+        ]
         if fits:
             buf = self.free.pop(min(fits, key=lambda i: self.free[i].numel()))
         else:
-            if same:  # the paths grew past it: let the largest go rather than keep every size
-                gone = self.free.pop(max(same, key=lambda i: self.free[i].numel()))
-                self.used.pop(gone.untyped_storage().data_ptr(), None)
             buf = like.new_empty(max(need, int(need * HEADROOM)))
-        self.busy[buf.untyped_storage().data_ptr()] = buf
-        self.used[buf.untyped_storage().data_ptr()] = buf
+        self.busy[_key(buf)] = (buf, need * buf.element_size())
+        self.used[_key(buf)] = buf
+        self.held += need * buf.element_size()
+        self.peak = max(self.peak, self.held)
+        if not fits:
+            self._trim()
         return buf[:need].view(shape)
 
     def release(self, t: torch.Tensor) -> None:
         """Free the buffer `t` (a view of it) came from; a tensor not from the pool is ignored."""
-        buf = self.busy.pop(t.untyped_storage().data_ptr(), None)
-        if buf is not None:
-            self.free.append(buf)
+        entry = self.busy.pop(_key(t), None)
+        if entry is not None:
+            self.free.append(entry[0])
+            self.held -= entry[1]
 
     def reset(self) -> None:
-        """Free every buffer (the generate call that used them is over) and let go of those the
-        call did not use: the pool holds about one call's peak, not every shape ever asked for."""
+        """Free every buffer (the generate call that used them is over); keep only those it used."""
         self.free = list(self.used.values())
         self.busy, self.used = {}, {}
+        self.last_peak, self.peak, self.held = self.peak, 0, 0
+        self._trim()
+
+    def _trim(self) -> None:
+        """Drop the smallest free buffers while the pool holds more than LIMIT x the peak."""
+        limit = LIMIT * max(self.peak, self.last_peak)
+        total = self.nbytes()
+        self.free.sort(key=lambda b: b.numel())
+        while self.free and total > limit:
+            gone = self.free.pop(0)
+            self.used.pop(_key(gone), None)
+            total -= _bytes(gone)
 
     def clear(self) -> None:
-        self.free, self.busy, self.used = [], {}, {}
+        self.free: list[torch.Tensor] = []  # flat buffers
+        self.busy: dict[int, tuple[torch.Tensor, int]] = {}  # storage pointer -> (buffer, bytes handed out)
+        self.used: dict[int, torch.Tensor] = {}  # every buffer taken since the last reset
+        self.held = self.peak = self.last_peak = 0  # bytes handed out now / at most, this call and the last
 
     def nbytes(self) -> int:
-        return sum(b.numel() * b.element_size() for b in self.free + list(self.busy.values()))
+        return sum(_bytes(b) for b in self.free) + sum(_bytes(b) for b, _ in self.busy.values())
