@@ -135,7 +135,7 @@ def test_committed_prm_tells_slips_from_right_steps():
     t = AutoTokenizer.from_pretrained(d)
     model = AutoModelForCausalLM.from_pretrained(d).eval()
     rows = corrupted_rows(itertools.islice(training_problems(4242), 200), 7)
-    assert first_error_auc(model, t, encode(t, rows)) >= 0.85
+    assert first_error_auc(model, t, encode(t, rows)) >= 0.87  # 0.886 for the shipped weights
 
 
 def _train_demo(args, tmp_path):

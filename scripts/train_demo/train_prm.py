@@ -12,7 +12,9 @@ policies' character-level view is what kept earlier demo PRMs from checking addi
 in three stages, each a class-balanced cross-entropy over [logit("+"), logit("-")] at the tags and
 at every step token (step_checks.py `prefix_targets`: is the line still right given the line before
 it as written):
-  0. lines: single lines "a op b = c" of training problems, the result slipped at rate 1/2;
+  0. lines: single lines "a op b = c" of training problems, the result slipped at rate 1/2, at a
+     flat learning rate (a cosine decay over this stage stopped it at a line AUC of 0.81; flat,
+     it reaches 0.96 and leaves stage 1 a checker to build on);
   1. checks: whole reference solutions with lines broken at random (hard_negatives.slipped_steps)
      and one-slip hard negatives;
   2. solutions sampled from the four demo policies (temperatures 0.7 and 1.0) plus hard negatives:
@@ -47,7 +49,7 @@ HELDOUT_PER_POLICY = 300  # held-out (evaluation-problem) solutions per policy f
 BON_PROBLEMS = 100  # held-out problems for the card's best-of-N check
 BON_N = (1, 4, 8, 16, 32, 64)
 LINE_PROBLEMS = 60_000  # stage 0: the lines of this many training problems, results slipped at rate 1/2
-LINE_STEPS = 1500  # stage 0 steps, batch LINE_BATCH, lr CHECK_LR
+LINE_STEPS = 4000  # stage 0 steps, batch LINE_BATCH, lr CHECK_LR held flat after warmup (stage 1 goes on from it)
 LINE_BATCH = 256
 SLIP_PROBLEMS = 60_000  # stage 1: reference solutions with lines broken at SLIP_RATE (hard_negatives.slipped_steps)
 CHECK_HARD = 20_000  # stage 1: and this many one-slip hard negatives
@@ -237,10 +239,12 @@ def train_prm(
     dense_weight: float = DENSE_WEIGHT,
     name: str = "arith-prm",
     after_step: Optional[Callable] = None,
+    decay: bool = True,
 ) -> dict:
     """Class-balanced 2-way cross-entropy at tag positions plus `dense_weight` times the same at every
     step token (prefix targets); AdamW, warmup + cosine. `after_step(model)` runs after every
-    optimiser step (verifier.pin_numbers)."""
+    optimiser step (verifier.pin_numbers). `decay=False` keeps the rate flat after warmup (a stage
+    that the next one continues from should not end cooled down)."""
     w = class_weights([y for row in train for y in row[2]])
     wd = class_weights([y for row in train for y in row[4]])
     opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.1)
@@ -251,7 +255,8 @@ def train_prm(
     model.train()
     t0, losses = time.time(), []
     for step in range(steps):
-        rate = lr * min(1.0, (step + 1) / warmup) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / steps)))
+        cosine = 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / steps)) if decay else 1.0
+        rate = lr * min(1.0, (step + 1) / warmup) * cosine
         for g in opt.param_groups:
             g["lr"] = rate
         if len(order) < batch_size:
@@ -375,9 +380,9 @@ scripts/train_demo/verifier.py), so a line "a op b = c" can be checked from the 
 - Targets: at each tag, the step's Math-Shepherd label (`rebase.tasks.arith.check_steps`: good until the
   first wrong step); at every token of a step, through the same two logits, whether the line is still
   right so far given the line before it as written (scripts/train_demo/step_checks.py). Class-balanced
-  cross-entropy on both, AdamW, warmup + cosine, seed {SEED}, one CPU thread.
+  cross-entropy on both, AdamW, warmup then cosine decay (stage 0: a flat rate), seed {SEED}, one CPU thread.
 - Stage 0: {info.get("n_lines", 0)} single lines of training problems, results slipped at rate 1/2,
-  {info.get("line_steps", 0)} steps of batch {LINE_BATCH}, lr {CHECK_LR}: {info.get("line_train_s", 0)} s
+  {info.get("line_steps", 0)} steps of batch {LINE_BATCH}, flat lr {CHECK_LR}: {info.get("line_train_s", 0)} s
   (held-out line AUC {info.get("line_auc", float("nan")):.3f}).
 - Stage 1: {info.get("n_checks", 0)} reference solutions with lines broken at random (rate {SLIP_RATE},
   scripts/train_demo/hard_negatives.py `slipped_steps`) and {info.get("n_check_hard", 0)} with one slip,
@@ -456,6 +461,7 @@ def train_and_save_prm(out: Path, steps_scale: float, eval_size: int, log) -> di
         lr=CHECK_LR,
         name="arith-prm lines",
         after_step=pin,
+        decay=False,
     )
     line_auc = round(step_auc(prm, tok, held_lines), 4)
     log(f"arith-prm: after stage 0: held-out line AUC {line_auc}")
