@@ -289,6 +289,26 @@ def test_slab_pool_reuses_buffers_and_never_hands_out_a_busy_one():
     assert pool.nbytes() == 600 and not pool.free
 
 
+def test_a_slab_grown_past_its_room_takes_pooled_buffers_and_keeps_its_columns():
+    from rebase.backends.hf_kv import SlabLayer
+    from rebase.backends.hf_pool import SlabPool
+
+    pool = SlabPool()
+    layer = SlabLayer(None, None, extra=1, pool=pool)
+    first = torch.arange(2 * 3 * 2 * 4, dtype=torch.float32).view(2, 3, 2, 4)
+    layer.update(first, -first)  # room for 2 + 1 columns
+    old = layer._k.untyped_storage().data_ptr()
+    more = torch.ones(2, 3, 3, 4)
+    keys, values = layer.update(more, -more)  # 5 columns: grows
+    assert keys.shape == (2, 3, 5, 4) and layer.n == 5
+    torch.testing.assert_close(keys[:, :, :2], first)
+    torch.testing.assert_close(values[:, :, 2:], -more)
+    assert layer._k.untyped_storage().data_ptr() in pool.busy  # from the pool
+    assert old not in pool.busy and any(b.untyped_storage().data_ptr() == old for b in pool.free)
+    layer.free()
+    assert not pool.busy
+
+
 def test_pooled_slabs_give_the_same_tokens_as_fresh_ones(zoo):
     """Buffers reused across generate calls (hf_pool.py) change nothing; a call like the last one
     allocates nothing new."""

@@ -143,11 +143,12 @@ class SlabLayer(DynamicLayer):
     def _grow(self, need: int) -> None:
         """Rarely used: a caller fed more tokens than the slab was sized for."""
         cap = max(need, 2 * self._k.shape[-2])
-        for name in ("_k", "_v"):
-            old = getattr(self, name)
-            new = old.new_empty(old.shape[:2] + (cap, old.shape[-1]))
+        grown = []
+        for old in (self._k, self._v):
+            new = self._alloc(old.shape[:2] + (cap, old.shape[-1]), old)
             new[:, :, : self.n] = old[:, :, : self.n]
-            setattr(self, name, new)
+            grown.append(new)
+        self._replace(*grown)  # the old buffers go back to the pool
 
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any):
         m = key_states.shape[-2]
