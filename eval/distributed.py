@@ -166,6 +166,26 @@ def run_on_ray(
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def dispatch_order(cfg: RunConfig, work: list) -> list[tuple[ModelConfig, Unit, list]]:
+    """(model, unit, batch) in the order actors take them: the models in config order (an actor
+    loads each model once: once it has moved on, nothing of the previous model is left), and within
+    a model the largest budgets first, plan order among equals. Why: actors no longer wait for each
+    other at the end of a model, and the last batches of the sweep are its cheapest, so the actors
+    finish together (largest first; the old plan-order queue left one actor idle through the last
+    large batch of every model)."""
+    order: list[tuple[ModelConfig, Unit, list]] = []
+    for model in cfg.models:
+        mine = [
+            (u, ps[i : i + cfg.batch_problems])
+            for m, u, ps in work
+            if m is model
+            for i in range(0, len(ps), cfg.batch_problems)
+        ]
+        mine.sort(key=lambda ub: -ub[0].budget)  # stable: plan order among equal budgets
+        order += [(model, u, b) for u, b in mine]
+    return order
+
+
 def _dispatch(
     ray: Any, actors: list, cfg: RunConfig, out: Any, work: list, store: RecordStore, progress: bool
 ) -> tuple[int, list[str]]:
@@ -184,59 +204,53 @@ def _dispatch(
     alive = list(actors)
     new, failures = 0, []
     try:
-        for model in cfg.models:  # one model at a time: an actor holds one policy
-            queue = [
-                (u, ps[i : i + cfg.batch_problems])
-                for m, u, ps in work
-                if m is model
-                for i in range(0, len(ps), cfg.batch_problems)
-            ]
-            queue.reverse()  # pop() then hands batches out in plan order
-            idle, running = list(alive), {}
-            while queue or running:
-                while queue and idle:
-                    a = idle.pop(0)
-                    unit, batch = queue.pop()
-                    running[a.run.remote(model, unit, batch)] = (a, unit, batch)
-                if not running:  # every actor is gone: the rest fails now, a resume retries it
-                    unit, batch = queue.pop()
-                    result = failure_records(cfg, model, unit, batch, "RayActorError: no Ray worker left")
-                else:
-                    [ref], _ = ray.wait(list(running), num_returns=1)
-                    a, unit, batch = running.pop(ref)
-                    try:
-                        result = ray.get(ref)
-                        idle.append(a)
-                    except ray.exceptions.RayActorError as e:  # the process died mid-batch
-                        deaths[id(a)] += 1
-                        if deaths[id(a)] <= MAX_RESTARTS:
-                            idle.append(a)  # Ray restarts it; the model reloads on its next batch
-                        else:
-                            alive.remove(a)
-                        msg = f"{type(e).__name__}: {e}".splitlines()[0][:500]
-                        result = failure_records(cfg, model, unit, batch, msg)
-                    except Exception as e:  # noqa: BLE001 - e.g. a result that fails to deserialize
-                        bug = getattr(e, "cause", None)
-                        if isinstance(bug, SearchBug):
-                            log = inside(out, "errors.log")
-                            with open(log, "a", encoding="utf-8") as f:
-                                f.write(f"=== model {model.name} {unit.label}: bug\n{bug.traceback_text.rstrip()}\n\n")
-                            raise SearchBug(
-                                f"{bug}; the sweep stopped, the records written so far are kept; traceback in {log}",
-                                bug.traceback_text,
-                            ) from None
-                        idle.append(a)
-                        msg = f"{type(e).__name__}: {e}".splitlines()[0][:500]
-                        result = failure_records(cfg, model, unit, batch, msg)
-                recs, tree_lines, fails = result
-                if cfg.save_trees:
-                    key = (model.name, unit.label)
-                    if key not in trees:
-                        trees[key] = JsonlAppender(tree_path(out, model.name, unit.label))
-                    trees[key].append(tree_lines)  # trees first: a record implies its tree is on disk
-                new += store.append(recs)
-                failures += fails
-                bar.update(len(batch))
+        queue = dispatch_order(cfg, work)
+        queue.reverse()  # pop() hands the batches out in that order
+        idle, running = list(alive), {}
+        while queue or running:
+            while queue and idle:
+                a = idle.pop(0)
+                model, unit, batch = queue.pop()
+                running[a.run.remote(model, unit, batch)] = (a, model, unit, batch)
+            if not running:  # every actor is gone: the rest fails now, a resume retries it
+                model, unit, batch = queue.pop()
+                result = failure_records(cfg, model, unit, batch, "RayActorError: no Ray worker left")
+            else:
+                [ref], _ = ray.wait(list(running), num_returns=1)
+                a, model, unit, batch = running.pop(ref)
+                try:
+                    result = ray.get(ref)
+                    idle.append(a)
+                except ray.exceptions.RayActorError as e:  # the process died mid-batch
+                    deaths[id(a)] += 1
+                    if deaths[id(a)] <= MAX_RESTARTS:
+                        idle.append(a)  # Ray restarts it; the model reloads on its next batch
+                    else:
+                        alive.remove(a)
+                    msg = f"{type(e).__name__}: {e}".splitlines()[0][:500]
+                    result = failure_records(cfg, model, unit, batch, msg)
+                except Exception as e:  # noqa: BLE001 - e.g. a result that fails to deserialize
+                    bug = getattr(e, "cause", None)
+                    if isinstance(bug, SearchBug):
+                        log = inside(out, "errors.log")
+                        with open(log, "a", encoding="utf-8") as f:
+                            f.write(f"=== model {model.name} {unit.label}: bug\n{bug.traceback_text.rstrip()}\n\n")
+                        raise SearchBug(
+                            f"{bug}; the sweep stopped, the records written so far are kept; traceback in {log}",
+                            bug.traceback_text,
+                        ) from None
+                    idle.append(a)
+                    msg = f"{type(e).__name__}: {e}".splitlines()[0][:500]
+                    result = failure_records(cfg, model, unit, batch, msg)
+            recs, tree_lines, fails = result
+            if cfg.save_trees:
+                key = (model.name, unit.label)
+                if key not in trees:
+                    trees[key] = JsonlAppender(tree_path(out, model.name, unit.label))
+                trees[key].append(tree_lines)  # trees first: a record implies its tree is on disk
+            new += store.append(recs)
+            failures += fails
+            bar.update(len(batch))
     finally:
         bar.close()
     return new, failures

@@ -19,7 +19,7 @@ import json
 import pytest
 import yaml
 
-from eval.distributed import SweepActor, failure_records, plan_actors
+from eval.distributed import SweepActor, dispatch_order, failure_records, plan_actors
 from eval.plan import plan_units
 from plugin_dist import make_plugin, rebase_cli
 from rebase.cli import main
@@ -68,6 +68,26 @@ def test_plan_actors_one_per_gpu_else_cpu_workers():
     assert plan_actors({"CPU": 1.0}, None) == (1, {"num_cpus": 1.0})
     n, opts = plan_actors({"CPU": 2.0}, 4)  # all four must fit at once
     assert n == 4 and opts["num_cpus"] == 0.5
+
+
+def test_batches_go_out_model_by_model_largest_budgets_first(tiny_dir, data_dir):
+    """An actor never returns to a model it has left; within a model the costliest batches go
+    first, so the sweep ends on cheap ones and no actor waits through another's last large batch."""
+    cfg = RunConfig.model_validate(
+        config(tiny_dir, data_dir, models=[{"name": n, "path": str(tiny_dir / "llama")} for n in ("a", "b")])
+    )
+    problems = [f"p{i}" for i in range(3)]  # 3 problems, batch_problems 2: two batches per unit
+    work = [(m, u, problems) for m in cfg.models for u in plan_units(cfg)]
+    order = dispatch_order(cfg, work)
+    assert [m.name for m, _, _ in order] == ["a"] * 6 + ["b"] * 6
+    assert [(u.label, b) for _, u, b in order[:6]] == [
+        ("pool-b4-s0", ["p0", "p1"]),  # budget 4, planned before REBASE's
+        ("pool-b4-s0", ["p2"]),
+        ("rebase-b4-s0", ["p0", "p1"]),
+        ("rebase-b4-s0", ["p2"]),
+        ("greedy-b1-s0", ["p0", "p1"]),
+        ("greedy-b1-s0", ["p2"]),
+    ]
 
 
 def test_bad_worker_count_is_bad_input(monkeypatch, tiny_dir, data_dir, tmp_path):
