@@ -29,7 +29,7 @@ from typing import Any, Optional
 from rebase.config import ModelConfig, RunConfig
 from rebase.errors import BadInput, SearchBug
 from eval.engines import Engines
-from eval.plan import Unit
+from eval.plan import Unit, batches
 from eval.store import JsonlAppender, RecordStore
 
 # settings every actor must see whatever the node's own environment says (never secrets: tokens
@@ -167,21 +167,14 @@ def run_on_ray(
 
 
 def dispatch_order(cfg: RunConfig, work: list) -> list[tuple[ModelConfig, Unit, list]]:
-    """(model, unit, batch) in the order actors take them: the models in config order (an actor
-    loads each model once: once it has moved on, nothing of the previous model is left), and within
-    a model the largest budgets first, plan order among equals. Why: actors no longer wait for each
-    other at the end of a model, and the last batches of the sweep are its cheapest, so the actors
-    finish together (largest first; the old plan-order queue left one actor idle through the last
-    large batch of every model)."""
+    """(model, unit, batch) in the order actors take them: models in config order (an actor never
+    returns to a model it has left, so it loads each once), and within a model the largest budgets
+    first (stable: plan order among equals). Why: no actor waits for another at the end of a model,
+    and the sweep ends on its cheapest batches, so the actors finish together."""
     order: list[tuple[ModelConfig, Unit, list]] = []
     for model in cfg.models:
-        mine = [
-            (u, ps[i : i + cfg.batch_problems])
-            for m, u, ps in work
-            if m is model
-            for i in range(0, len(ps), cfg.batch_problems)
-        ]
-        mine.sort(key=lambda ub: -ub[0].budget)  # stable: plan order among equal budgets
+        mine = [(u, b) for m, u, ps in work if m is model for b in batches(ps, cfg.batch_problems)]
+        mine.sort(key=lambda ub: -ub[0].budget)
         order += [(model, u, b) for u, b in mine]
     return order
 

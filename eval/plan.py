@@ -78,6 +78,12 @@ def budget_groups(cls: type, budgets: list[int], options: dict) -> list[list[int
     return ([nested] if nested else []) + groups
 
 
+def batches(problems: list, size: int) -> list[list]:
+    """`problems` cut, in order, into batches of at most `size` (cfg.batch_problems): the one cut
+    both the single-process runner and the Ray dispatcher use, so their batches are the same."""
+    return [problems[i : i + size] for i in range(0, len(problems), size)]
+
+
 def plan_units(cfg: RunConfig) -> list[Unit]:
     units: list[Unit] = []
     pools: dict[tuple, Unit] = {}

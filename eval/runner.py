@@ -26,7 +26,7 @@ from rebase.secrets import redact_url
 from eval.engines import Engines
 from eval.fingerprint import check_problems, first_difference, fingerprint, merged, show
 from eval.outdir import LOCK_NAME, DirLock, check_tree, inside, tree_path
-from eval.plan import Unit, plan_units
+from eval.plan import Unit, batches, plan_units
 from eval.records import problem_hash
 from eval.store import JsonlAppender, RecordStore, read_records
 
@@ -307,8 +307,7 @@ def run_local(
         worker = Worker(cfg, model, engines, errors_log=inside(out, "errors.log"))
         for unit, ps in mine:
             trees = JsonlAppender(tree_path(out, model.name, unit.label)) if cfg.save_trees else None
-            for i in range(0, len(ps), cfg.batch_problems):
-                batch = ps[i : i + cfg.batch_problems]
+            for batch in batches(ps, cfg.batch_problems):
                 try:
                     recs, tree_lines, fails = worker.run(unit, batch)
                 except SearchBug as e:  # a bug is not a fault: stop, keep what was written, say so
