@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal, Optional, get_args
 
 # How a path's step scores become one number (for voting and for a node's reward); defined once here.
@@ -102,7 +102,12 @@ class Node:
     path_tokens: int = 0  # generated tokens on the path root..this node (the cumulative cap)
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        # what asdict gives, without its recursive deepcopy of every float and id (the fields hold
+        # only scalars and flat lists): asdict was ~5% of a small model's sweep
+        return {f.name: (list(v) if isinstance(v := getattr(self, f.name), list) else v) for f in _NODE_FIELDS}
+
+
+_NODE_FIELDS = fields(Node)
 
 
 @dataclass

@@ -91,12 +91,13 @@ class IncrementalScorer:
         """Chunks of rows whose padded width (longest prefix + longest tail) fits batch_tokens."""
         out: list[list[_Job]] = []
         cur: list[_Job] = []
+        wide = long = 0  # the chunk's longest prefix and tail so far (running maxima: groups hold thousands)
         for j in sorted(group, key=lambda j: (j.cached, j.index)):
-            width = max([x.cached for x in cur + [j]]) + max([x.tail for x in cur + [j]])
-            if cur and (len(cur) + 1) * width > self.batch_tokens:
+            if cur and (len(cur) + 1) * (max(wide, j.cached) + max(long, j.tail)) > self.batch_tokens:
                 out.append(cur)
-                cur = []
+                cur, wide, long = [], 0, 0
             cur.append(j)
+            wide, long = max(wide, j.cached), max(long, j.tail)
         return out + ([cur] if cur else [])
 
     def _cache(self, batch: list[_Job], width: int, tail: int) -> Any:

@@ -32,6 +32,18 @@ from rebase.types import Completion
 _DECODE = {"skip_special_tokens": True, "clean_up_tokenization_spaces": False}
 
 
+def decode_many(tok: Any, seqs: list[list[int]]) -> list[str]:
+    """`tok.batch_decode(seqs, **_DECODE)`, straight through the Rust tokenizer when there is one:
+    the Python wrapper converts and checks every id of every sequence, which cost more than the
+    decoding itself in small models' sweeps (it runs on every live row at every step)."""
+    from tokenizers import Tokenizer
+
+    backend = getattr(tok, "_tokenizer", None)
+    if isinstance(backend, Tokenizer):
+        return backend.decode_batch(seqs, skip_special_tokens=True)
+    return tok.batch_decode(seqs, **_DECODE)
+
+
 @dataclass
 class Group:
     """Samples `samples` of request `request`, sharing one prefill of `prompt`."""
@@ -240,7 +252,7 @@ class BatchDecoder:
             elif len(row.ids) >= row.group.max_tokens:
                 finished.append((i, "length", None))
         if to_check:
-            texts = self.tok.batch_decode([rows[i].ids[-rows[i].window :] for i in to_check], **_DECODE)
+            texts = decode_many(self.tok, [rows[i].ids[-rows[i].window :] for i in to_check])
             for i, text in zip(to_check, texts):
                 stop = next((s for s in rows[i].group.stops if s in text), None)
                 if stop is not None:
@@ -252,9 +264,9 @@ class BatchDecoder:
     def complete(self, row: Row, reason: str, stop: Optional[str]) -> tuple[int, int, Completion]:
         g = row.group
         if reason == "eos":
-            text = self.tok.decode(row.ids[:-1], **_DECODE)
+            text = decode_many(self.tok, [row.ids[:-1]])[0]
         else:
-            text = self.tok.decode(row.ids, **_DECODE)
+            text = decode_many(self.tok, [row.ids])[0]
             if stop is not None and (cut := text.find(stop)) >= 0:
                 text = text[:cut]
         done = Completion(
