@@ -221,16 +221,26 @@ class MarkerPRM:
     def reduce(self, rows: Any) -> Any:
         raise NotImplementedError
 
+    def add_special_tokens(self) -> bool:
+        """Whether the tokenizer adds its special tokens (a BOS) to the rendered text: the text
+        carries any chat markup itself; tokenizers that add a BOS do so here."""
+        return True
+
     def encode(self, question: str, steps: list[str]) -> list[int]:
-        # the text carries any BOS / chat markup itself; tokenizers that add a BOS do so here
-        return list(self.tok(self.text(question, steps))["input_ids"])
+        return list(self.tok(self.text(question, steps), add_special_tokens=self.add_special_tokens())["input_ids"])
+
+    def encode_many(self, requests: list[Any]) -> list[list[int]]:
+        """`encode` of every request in one tokenizer call (one call per path cost more than the
+        PRM's own bookkeeping in small models' sweeps)."""
+        texts = [self.text(r.question, r.steps) for r in requests]
+        return [list(x) for x in self.tok(texts, add_special_tokens=self.add_special_tokens())["input_ids"]]
 
     def score(self, requests: list[Any]) -> list[Any]:
         from reward_models.base import ScoreResult
 
         seqs, positions, cut = [], [], []
-        for req in requests:
-            ids, truncated = left_truncate(self.encode(req.question, req.steps), self.max_length)
+        for req, enc in zip(requests, self.encode_many(requests) if requests else []):
+            ids, truncated = left_truncate(enc, self.max_length)
             pos = [p for p, t in enumerate(ids) if t == self.marker_id] if req.steps else []
             # nothing after the last marker can change a causal model's scores: it is not read
             seqs.append(ids[: pos[-1] + 1] if pos else [])

@@ -109,16 +109,19 @@ class IncrementalScorer:
         if not width:
             return cache
         ref = next(j.entry for j in batch if j.entry is not None)
+        # rows reading the same prefix (a problem's samples all start with its prompt) are filled
+        # by one broadcast copy per layer, not one copy per row
+        same: dict[tuple[int, int], list[int]] = {}
+        for r, j in enumerate(batch):
+            if j.cached:
+                same.setdefault((id(j.entry), j.cached), []).append(r)
+        fills = [(batch[rows[0]].entry, c, torch.tensor(rows, device=self.device)) for (_, c), rows in same.items()]
         layers = []
         for li in range(len(ref.keys)):
             slab = SlabLayer.empty(len(batch), ref.keys[li], ref.values[li], width + tail)
-            for r, j in enumerate(batch):
-                if j.cached:
-                    slab.fill_prefix(
-                        r, j.entry.keys[li][..., : j.cached, :], j.entry.values[li][..., : j.cached, :], width
-                    )
-                else:
-                    slab.fill_prefix(r, None, None, width)
+            slab.zero_columns(width)  # padding is masked, but never uninitialised memory (0 x NaN)
+            for entry, c, rows in fills:
+                slab.place_rows(rows, entry.keys[li][..., :c, :], entry.values[li][..., :c, :], width)
             slab.n = width
             layers.append(slab)
         cache.layers = layers

@@ -54,9 +54,9 @@ class TokenClassifyPRM(MarkerPRM):
             messages.insert(0, {"role": "system", "content": self.system})
         return self.tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=False)
 
-    def encode(self, question: str, steps: list[str]) -> list[int]:
+    def add_special_tokens(self) -> bool:
         # a rendered chat template already holds any BOS it wants; do not add a second one
-        return list(self.tok(self.text(question, steps), add_special_tokens=not self.use_chat)["input_ids"])
+        return not self.use_chat
 
     def reduce(self, rows: Any) -> Any:
         return rows.softmax(dim=-1)[:, self.cfg.positive_label]

@@ -186,7 +186,8 @@ class PrefixKVCache:
         start = base.length if base is not None else 0
         if any(k.shape[-2] != len(ids) - start for k in keys):
             raise ValueError(f"KV length {keys[0].shape[-2]} does not match {len(ids) - start} token ids")
-        key = (len(ids), prefix_hashes(ids)[-1])
+        hashes = prefix_hashes(ids)  # the key below, and the block index at the end
+        key = (len(ids), hashes[-1])
         old = self._entries.get(key)
         if old is not None and old.ids == ids:
             self._entries.move_to_end(key)
@@ -208,7 +209,6 @@ class PrefixKVCache:
             self._children.setdefault(base.key, {})[key] = None
             self._touch(base)
         self._length_counts[len(ids)] = self._length_counts.get(len(ids), 0) + 1
-        hashes = prefix_hashes(ids)
         for length in range(BLOCK, len(ids) + 1, BLOCK):
             self._blocks.setdefault((length, hashes[length]), {})[key] = None
         self.nbytes += nbytes

@@ -94,7 +94,8 @@ class SlabLayer(DynamicLayer):
 
     def place_rows(self, rows: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, width: int) -> None:
         """Write (len(rows), heads, w, dim) KV right-aligned into columns [width - w, width) of
-        `rows` (merging prefill parts into one slab; the caller zeroes the padding first)."""
+        `rows` (merging prefill parts into one slab; the caller zeroes the padding first). A
+        (heads, w, dim) KV is broadcast to every row of `rows`."""
         w = keys.shape[-2]
         self._k[rows, :, width - w : width] = keys
         self._v[rows, :, width - w : width] = values
