@@ -6,6 +6,7 @@
     rebase replay DIR [--aggregator A] [--reduction R]  re-aggregate saved trees, no generation
     rebase demo [--out DIR]                             the embedded default (rebase/demo/demo.yaml)
     rebase ls [strategies|aggregators|prms|backends|datasets]   registered components, plugins included
+    rebase train-demo [--only arith-s,arith-prm] [--out DIR] ...   retrain the demo models (from a clone)
 
 Exit codes: 0 success, 2 bad input (one line naming the culprit, nothing written), 1 a failure
 during the run (records already computed are kept). The last stdout line is a JSON summary.
@@ -74,7 +75,26 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
     p = sub.add_parser("ls", help="list registered components (built-in and plugins) with their one-line docs")
     p.add_argument("kind", nargs="?", default=None, choices=KINDS)
+    # listed for `rebase -h`; main() hands its arguments to scripts/train_demo/train.py's own parser
+    sub.add_parser("train-demo", help="retrain the demo models deterministically (from a clone)", add_help=False)
     return ap
+
+
+def _train_demo(argv: list[str]) -> int:
+    """`rebase train-demo ARGS` = `python -m scripts.train_demo ARGS` in the checkout this package
+    is installed from: the training code ships with the repository, not with the package."""
+    root = Path(__file__).resolve().parents[1]
+    if not (root / "scripts" / "train_demo" / "train.py").is_file():
+        print(
+            f"error: rebase train-demo: no scripts/train_demo beside the installed package ({root}); "
+            "run it from a clone of the repository (`make install` installs that clone editable)",
+            file=sys.stderr,
+        )
+        return 2
+    sys.path.insert(0, str(root))
+    from scripts.train_demo.train import main as train_main
+
+    return train_main(argv)
 
 
 def _ls(kind: Optional[str]) -> dict:
@@ -153,6 +173,9 @@ def io_message(e: OSError) -> str:
 
 def main(argv: Optional[list[str]] = None) -> int:
     _env_defaults()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["train-demo"]:  # its own parser, exit codes and summary line (--help included)
+        return _train_demo(argv[1:])
     args = _parser().parse_args(argv)
     if getattr(args, "no_progress", False) or not sys.stderr.isatty():
         # transformers' "Loading weights" bars would break the one-line error contract on stderr

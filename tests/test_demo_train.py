@@ -138,15 +138,19 @@ def test_committed_prm_tells_slips_from_right_steps():
     assert first_error_auc(model, t, encode(t, rows)) >= 0.87  # 0.886 for the shipped weights
 
 
-def _train_demo(args, tmp_path):
+def _train_demo(args, tmp_path, via_cli=False):
     import os
     import subprocess
     import sys
 
     root = Path(__file__).resolve().parents[1]
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(root))
+    # `rebase train-demo` runs the same main from the checkout the package is installed from
+    cmd = (
+        [sys.executable, "-m", "rebase.cli", "train-demo"] if via_cli else [sys.executable, "-m", "scripts.train_demo"]
+    )
     return subprocess.run(
-        [sys.executable, "-m", "scripts.train_demo", *args],
+        [*cmd, *args],
         cwd=root,
         env=env,
         capture_output=True,
@@ -165,9 +169,10 @@ def _train_demo(args, tmp_path):
         (["--no-such-flag"], "unrecognized arguments"),
     ],
 )
-def test_train_demo_bad_arguments_exit_2_with_one_line(args, fragment, tmp_path):
+@pytest.mark.parametrize("via_cli", [False, True])
+def test_train_demo_bad_arguments_exit_2_with_one_line(args, fragment, via_cli, tmp_path):
     out = tmp_path / "models"
-    proc = _train_demo([*args, "--out", str(out)], tmp_path)
+    proc = _train_demo([*args, "--out", str(out)], tmp_path, via_cli)
     assert proc.returncode == 2, proc.stderr
     assert fragment in proc.stderr.strip().splitlines()[-1]
     assert "Traceback" not in proc.stderr and not proc.stdout.strip() and not out.exists()
@@ -178,7 +183,9 @@ def test_train_demo_success_exit_0_and_one_json_summary_last(tmp_path):
     import json
 
     proc = _train_demo(
-        ["--steps-scale", "0.002", "--only", "arith-s", "--eval-size", "5", "--out", str(tmp_path / "m")], tmp_path
+        ["--steps-scale", "0.002", "--only", "arith-s", "--eval-size", "5", "--out", str(tmp_path / "m")],
+        tmp_path,
+        via_cli=True,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     lines = proc.stdout.strip().splitlines()
@@ -213,3 +220,26 @@ def test_hard_negatives_break_one_step_and_carry_on_from_it():
 
     r = random.Random(0)
     assert all(slip(x, r) not in (x,) and slip(x, r) >= 0 for x in (0, 1, 9, 10, 99, 148, 199) for _ in range(50))
+
+
+def test_rebase_train_demo_outside_a_clone_exits_2_with_one_line(tmp_path):
+    # an installed package without the repository beside it: say so, do not fail on an import
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    shutil.copytree(root / "rebase", tmp_path / "rebase", ignore=shutil.ignore_patterns("models", "__pycache__"))
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(tmp_path))
+    proc = subprocess.run(
+        [sys.executable, "-m", "rebase.cli", "train-demo", "--only", "arith-s"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert "no scripts/train_demo beside the installed package" in proc.stderr.strip().splitlines()[-1]
+    assert "Traceback" not in proc.stderr and not proc.stdout.strip()
