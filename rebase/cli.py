@@ -82,7 +82,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def _train_demo(argv: list[str]) -> int:
     """`rebase train-demo ARGS` = `python -m scripts.train_demo ARGS` in the checkout this package
-    is installed from: the training code ships with the repository, not with the package."""
+    is installed from: the training code ships with the repository, not with the package. It runs
+    as its own process (the CLI does not import developer tools; relative paths stay the caller's)."""
+    import subprocess
+
     root = Path(__file__).resolve().parents[1]
     if not (root / "scripts" / "train_demo" / "train.py").is_file():
         print(
@@ -91,10 +94,13 @@ def _train_demo(argv: list[str]) -> int:
             file=sys.stderr,
         )
         return 2
-    sys.path.insert(0, str(root))
-    from scripts.train_demo.train import main as train_main
-
-    return train_main(argv)
+    path = os.pathsep.join(p for p in (str(root), os.environ.get("PYTHONPATH", "")) if p)
+    try:
+        return subprocess.call(
+            [sys.executable, "-m", "scripts.train_demo", *argv], env=dict(os.environ, PYTHONPATH=path)
+        )
+    except KeyboardInterrupt:
+        return 130
 
 
 def _ls(kind: Optional[str]) -> dict:
