@@ -243,3 +243,11 @@ def test_rebase_train_demo_outside_a_clone_exits_2_with_one_line(tmp_path):
     assert proc.returncode == 2
     assert "no scripts/train_demo beside the installed package" in proc.stderr.strip().splitlines()[-1]
     assert "Traceback" not in proc.stderr and not proc.stdout.strip()
+
+
+def test_shipped_demo_models_stay_under_30_mb():
+    # the demo world ships inside the package: weights, tokenizers and cards together stay small
+    from rebase.demo import MODELS_DIR
+
+    total = sum(p.stat().st_size for p in Path(MODELS_DIR).rglob("*") if p.is_file())
+    assert 0 < total < 30 * 2**20, total
