@@ -10,8 +10,8 @@ and a MODEL_CARD.md with measured accuracy.
     python -m scripts.train_demo --steps-scale 0.01 --out /tmp/demo   # a quick smoke run
 
 Run from the repository root (training is not part of the installed package). Everything runs
-on one CPU thread; the full run takes about 3 hours on a 2-core machine (policies 6, 10, 17 and 31
-minutes, the PRM 117 beside other jobs: sampling 10, training 99 in three stages, its ranking check 7).
+on one CPU thread; the full run takes about 3 hours on a 2-core machine (policies 6, 10, 17 and 37
+minutes, the PRM 108 beside other jobs: sampling 7, training 92 in three stages, its ranking check 7).
 """
 
 from __future__ import annotations
