@@ -227,19 +227,19 @@ class MarkerPRM:
         return True
 
     def encode(self, question: str, steps: list[str]) -> list[int]:
-        return list(self.tok(self.text(question, steps), add_special_tokens=self.add_special_tokens())["input_ids"])
+        return self.encode_many([self.text(question, steps)])[0]
 
-    def encode_many(self, requests: list[Any]) -> list[list[int]]:
-        """`encode` of every request in one tokenizer call (one call per path cost more than the
-        PRM's own bookkeeping in small models' sweeps)."""
-        texts = [self.text(r.question, r.steps) for r in requests]
+    def encode_many(self, texts: list[str]) -> list[list[int]]:
+        """Token ids of rendered paths, all in one tokenizer call (one call per path cost more than
+        the PRM's own bookkeeping in small models' sweeps)."""
         return [list(x) for x in self.tok(texts, add_special_tokens=self.add_special_tokens())["input_ids"]]
 
     def score(self, requests: list[Any]) -> list[Any]:
         from reward_models.base import ScoreResult
 
         seqs, positions, cut = [], [], []
-        for req, enc in zip(requests, self.encode_many(requests) if requests else []):
+        texts = [self.text(r.question, r.steps) for r in requests]
+        for req, enc in zip(requests, self.encode_many(texts) if texts else []):
             ids, truncated = left_truncate(enc, self.max_length)
             pos = [p for p, t in enumerate(ids) if t == self.marker_id] if req.steps else []
             # nothing after the last marker can change a causal model's scores: it is not read

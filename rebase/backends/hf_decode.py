@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 import torch
+from tokenizers import Tokenizer
 
 from rebase.backends.hf_cache import KVEntry, PrefixKVCache
 from rebase.backends.hf_kv import SlabLayer, compaction_order
@@ -36,8 +37,6 @@ def decode_many(tok: Any, seqs: list[list[int]]) -> list[str]:
     """`tok.batch_decode(seqs, **_DECODE)`, straight through the Rust tokenizer when there is one:
     the Python wrapper converts and checks every id of every sequence, which cost more than the
     decoding itself in small models' sweeps (it runs on every live row at every step)."""
-    from tokenizers import Tokenizer
-
     backend = getattr(tok, "_tokenizer", None)
     if isinstance(backend, Tokenizer):
         return backend.decode_batch(seqs, skip_special_tokens=True)
