@@ -61,6 +61,7 @@ class TransformersModel(_Model):
     batch_tokens: PositiveInt = 65536  # max tokens (prompt + new) per forward batch
     kv_cache_bytes: PositiveInt = 2 * 1024**3  # prefix KV cache memory bound
     prefix_reuse: bool = True  # children reuse their parent's KV cache
+    cascade_attention: bool = True  # CPU decode reads a prompt's KV once for all its rows (hf_cascade.py)
 
 
 class VLLMModel(_Model):

@@ -23,6 +23,7 @@ from typing import Callable, Optional, Sequence
 
 import torch
 
+from rebase.backends import hf_cascade
 from rebase.backends.hf_cache import PrefixKVCache
 from rebase.backends.hf_decode import BatchDecoder, Group
 from rebase.backends.hf_pool import SlabPool
@@ -58,6 +59,9 @@ class TransformersGenerator:
         self.prefix_cache = PrefixKVCache(cfg.kv_cache_bytes) if cfg.prefix_reuse else None
         # CPU: reuse slab buffers across calls (fresh ones page-fault, hf_pool.py); CUDA caches its own
         self.slab_pool = SlabPool() if self.device.type == "cpu" else None
+        self.cascade = cfg.cascade_attention and hf_cascade.supports(self.model)
+        if self.cascade:
+            hf_cascade.enable(self.model)
 
     def _eos_ids(self) -> set[int]:
         """EOS ids from the generation config (may be a list, e.g. chat end markers) and tokenizer."""
@@ -150,6 +154,7 @@ class TransformersGenerator:
         results: list[list[Optional[Completion]]] = [[None] * r.n for r in reqs]
         left = [r.n for r in reqs]
         decoder = BatchDecoder(self.model, self.tokenizer, self.eos_ids, self.pad_id, self.prefix_cache, self.slab_pool)
+        decoder.cascade = self.cascade
 
         def on_done(done: list[tuple[int, int, Completion]]) -> list[Group]:
             complete = []

@@ -100,9 +100,12 @@ class PrefixKVCache:
         return len(self._entries)
 
     def __contains__(self, ids: Sequence[int]) -> bool:
-        key = (len(ids), prefix_hashes(ids)[-1])
-        entry = self._entries.get(key)
-        return entry is not None and entry.ids == tuple(ids)
+        return self.get(ids) is not None
+
+    def get(self, ids: Sequence[int]) -> Optional[KVEntry]:
+        """The entry stored for exactly `ids`, or None."""
+        entry = self._entries.get((len(ids), prefix_hashes(ids)[-1]))
+        return entry if entry is not None and entry.ids == tuple(ids) else None
 
     def lookup(self, prompt: Sequence[int]) -> Optional[KVEntry]:
         """The longest cached entry that is a prefix of `prompt` and leaves at least one prompt

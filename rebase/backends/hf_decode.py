@@ -31,6 +31,7 @@ from rebase.backends.hf_sampling import sample_next
 from rebase.types import Completion
 
 _DECODE = {"skip_special_tokens": True, "clean_up_tokenization_spaces": False}
+Head = tuple[list[torch.Tensor], list[torch.Tensor], Any]  # a cascade block's keys, values (per layer), owner
 
 
 def decode_many(tok: Any, seqs: list[list[int]]) -> list[str]:
@@ -113,6 +114,7 @@ class BatchDecoder:
         self.store = store
         self.device = next(model.parameters()).device
         self.keep_last = True  # compute only the last position's logits (what the ledger prices)
+        self.cascade = False  # continuous decodes read shared prompt KV once (hf_cascade.py)
 
     def forward(self, input_ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor, cache: Any) -> torch.Tensor:
         kw = dict(input_ids=input_ids, attention_mask=mask, position_ids=pos, past_key_values=cache, use_cache=True)
@@ -279,30 +281,51 @@ class BatchDecoder:
         )
         return g.request, row.sample, done
 
-    def store_kv(self, row: Row, cache: Any, r: int, mask_row: torch.Tensor) -> None:
-        """Keep the KV of everything the row fed (prompt + generated ids but the last one)."""
+    def store_kv(self, row: Row, cache: Any, r: int, mask_row: torch.Tensor, head: Optional[Head] = None) -> Any:
+        """Keep the KV of everything the row fed (prompt + generated ids but the last one). With
+        cascade attention (hf_cascade.py) `cache` holds the row's own columns and `head` its
+        block's KV (the first tokens of the prompt) and owner. Returns the prompt entry stored for
+        a group with no cached prefix (so that later rows build on it and read it as a block)."""
         cols = mask_row.nonzero(as_tuple=True)[0]
         ids = row.group.prompt + row.ids[:-1]
-        if cols.numel() != len(ids):
-            raise RuntimeError(f"KV bookkeeping: {cols.numel()} cached columns for {len(ids)} tokens")
+        shared = head[0][0].shape[-2] if head is not None else 0
+        if shared + cols.numel() != len(ids):
+            raise RuntimeError(f"KV bookkeeping: {shared + cols.numel()} cached columns for {len(ids)} tokens")
         # on top of the prompt's cached entry (while stored), keep only the columns after it: a tree
         # search child then copies its step, not its whole path again
-        base = row.group.prefix
+        base, stored = row.group.prefix, None
+        if head is not None and base is None and len(ids) > len(row.group.prompt):
+            # the block is this group's whole prompt: store it once (no copy, the block's tensors),
+            # so the group's rows build on it and the next round's rows share it as their block
+            self.store.insert(row.group.prompt, head[0], head[1])
+            base = stored = self.store.get(row.group.prompt)
         if base is not None and self.store.holds(base) and base.length < len(ids):
-            cols = cols[base.length :]
+            cols = cols[base.length - shared :]
+        elif shared:  # no base: the block's columns and then the row's own
+            keys = [torch.cat([k, layer.keys[r][..., cols, :]], dim=-2) for k, layer in zip(head[0], cache.layers)]
+            values = [torch.cat([v, layer.values[r][..., cols, :]], dim=-2) for v, layer in zip(head[1], cache.layers)]
+            self.store.insert(ids, keys, values)
+            return stored
         else:
             base = None
         # copies, so the entry does not pin the whole batch's KV in memory; the row's columns are
         # one run after its left padding, so one stacked copy per K / V serves every layer
-        a, b = int(cols[0]), int(cols[-1]) + 1
-        ks = [layer.keys[r, ..., a:b, :] for layer in cache.layers]
-        vs = [layer.values[r, ..., a:b, :] for layer in cache.layers]
-        if b - a == cols.numel() and len({k.shape for k in ks}) == 1 and len({v.shape for v in vs}) == 1:
+        if cols.numel():
+            a, b = int(cols[0]), int(cols[-1]) + 1
+            ks = [layer.keys[r, ..., a:b, :] for layer in cache.layers]
+            vs = [layer.values[r, ..., a:b, :] for layer in cache.layers]
+        if (
+            cols.numel()
+            and b - a == cols.numel()
+            and len({k.shape for k in ks}) == 1
+            and len({v.shape for v in vs}) == 1
+        ):
             keys, values = list(torch.stack(ks).unbind(0)), list(torch.stack(vs).unbind(0))
         else:  # columns with a gap, or layers of different shapes: one copy per layer
             keys = [layer.keys[r][..., cols, :] for layer in cache.layers]
             values = [layer.values[r][..., cols, :] for layer in cache.layers]
         self.store.insert(ids, keys, values, base=base)
+        return stored
 
     @staticmethod
     def trim(cache: Any, mask: torch.Tensor) -> torch.Tensor:

@@ -10,6 +10,10 @@ is appended to the running slabs, aligned so that the next decode step writes ev
 at the same column (SlabLayer.admit, hf_kv.py). `on_done` sees every finished sample and may return new
 groups (a search whose round is complete submits its next round without waiting for the others).
 
+With cascade attention (CPU, hf_cascade.py) a group's prefill is split instead of copied per
+sample: the KV its rows share (their problem's prompt entry, or the group's whole prompt) goes to
+a block read once per step for all of them, the rest to each row's own columns in the slab.
+
 Results do not depend on the batching: sampling noise is keyed by (seed, sample, tokens the row
 has generated), never by the step of the batch (hf_sampling.py).
 
@@ -23,6 +27,7 @@ from typing import Any, Callable, Optional
 
 import torch
 
+from rebase.backends.hf_cascade import Blocks
 from rebase.backends.hf_decode import BatchDecoder, Group, Row
 from rebase.backends.hf_kv import compaction_order
 from rebase.backends.hf_sampling import sample_next
@@ -35,12 +40,14 @@ OnDone = Callable[[list[Done]], list[Group]]
 class LiveBatch:
     """The running rows of a continuous decode and their per-row tensors (one entry per row)."""
 
-    FIELDS = ("mask", "logits", "next_pos", "temp", "top_p", "seeds", "sample_idx", "steps")
+    FIELDS = ("mask", "logits", "next_pos", "temp", "top_p", "seeds", "sample_idx", "steps", "blk")
 
     def __init__(self, dec: BatchDecoder):
         self.dec = dec
         self.rows: list[Row] = []
-        self.cache: Any = None
+        self.cache: Any = None  # the rows' KV; with cascade attention their own columns only
+        # cascade attention (hf_cascade.py): each row reads its shared block (`blk`) from here
+        self.blocks = Blocks(dec.pool) if dec.cascade else None
         self.cost = 0  # prompt + max new tokens over the live rows (the batch_tokens budget)
         for f in self.FIELDS:
             setattr(self, f, None)
@@ -56,7 +63,11 @@ class LiveBatch:
         extra = max([r.group.max_tokens - len(r.ids) for r in self.rows + rows])
         logits, mask, cache = dec.prefill(groups, 0 if self.rows else extra)
         index = torch.tensor([i for i, g in enumerate(groups) for _ in g.samples], device=dev)
-        if len(rows) != len(groups):  # each group's prefill shared by its samples: one copy
+        blk = torch.zeros(len(rows), dtype=torch.long, device=dev)
+        if self.blocks is not None:  # the shared part to the blocks, each sample's own part to its row
+            logits = logits[index]
+            mask, cache, blk = self.blocks.split(groups, index, mask, cache, 0 if self.rows else extra)
+        elif len(rows) != len(groups):  # each group's prefill shared by its samples: one copy
             mask, logits = mask[index], logits[index]
             for layer in cache.layers:
                 layer.batch_select_indices(index)
@@ -69,6 +80,7 @@ class LiveBatch:
             "seeds": torch.tensor([r.group.seed for r in rows], device=dev, dtype=torch.long),
             "sample_idx": torch.tensor([r.sample for r in rows], device=dev, dtype=torch.long),
             "steps": torch.zeros(len(rows), device=dev, dtype=torch.long),
+            "blk": blk,
         }
         self.cost += sum(g.cost for g in groups)
         if not self.rows:
@@ -94,6 +106,9 @@ class LiveBatch:
         self.cost -= sum(len(self.rows[i].group.prompt) + self.rows[i].group.max_tokens for i in dead)
         if len(dead) == len(self.rows):
             self.rows, self.cache = [], None
+            if self.blocks is not None:
+                self.blocks.free()
+                self.blocks = Blocks(self.dec.pool)
             return []
         dev = self.dec.device
         order, holes, movers = compaction_order(len(self.rows), dead)
@@ -105,14 +120,27 @@ class LiveBatch:
         for f in self.FIELDS:
             setattr(self, f, getattr(self, f)[keep])
         self.mask = self.dec.trim(self.cache, self.mask)
+        if self.blocks is not None:
+            self.blk = self.blocks.prune(self.blk)
         return order
 
     def decode(self, tokens: torch.Tensor) -> None:
         """Feed every live row its newest token: one forward, next logits."""
         self.steps = self.steps + 1
         self.mask = torch.cat([self.mask, self.mask.new_ones((len(self.rows), 1))], dim=1)
-        self.logits = self.dec.forward(tokens[:, None], self.mask, self.next_pos[:, None], self.cache)
+        if self.blocks is None:
+            self.logits = self.dec.forward(tokens[:, None], self.mask, self.next_pos[:, None], self.cache)
+        else:
+            with self.blocks.step(self.blk, self.mask):
+                self.logits = self.dec.forward(tokens[:, None], self.mask, self.next_pos[:, None], self.cache)
         self.next_pos = self.next_pos + 1
+
+    def store(self, i: int) -> None:
+        """Keep row i's KV in the decoder's prefix store (its block's part, then its own)."""
+        head = self.blocks.head(int(self.blk[i])) if self.blocks is not None else None
+        entry = self.dec.store_kv(self.rows[i], self.cache, i, self.mask[i], head)
+        if entry is not None and self.blocks is not None:
+            self.blocks.alias(int(self.blk[i]), entry)
 
 
 def stream(
@@ -138,7 +166,7 @@ def stream(
         for i, reason, stop in finished:
             done.append(dec.complete(live.rows[i], reason, stop))
             if dec.store is not None:
-                dec.store_kv(live.rows[i], live.cache, i, live.mask[i])
+                live.store(i)
         results.extend(done)
         if finished:
             order = live.drop({f[0] for f in finished})
