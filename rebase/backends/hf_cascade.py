@@ -195,23 +195,23 @@ class Blocks:
         `extra` free columns), and the block each sample reads. The prefill's slabs are freed."""
         from transformers import DynamicCache
 
-        new: list[tuple[tuple[str, int], list[torch.Tensor], list[torch.Tensor], Any]] = []
+        new: dict[tuple[str, int], tuple[list[torch.Tensor], list[torch.Tensor], Any]] = {}
         group_block, own_cols = [], []
         for gi, g in enumerate(groups):
             cols = mask[gi].nonzero(as_tuple=True)[0]
             root = g.prefix.chain()[0] if g.prefix is not None else None
             key = ("entry", id(root)) if root is not None else ("group", id(g))
-            if key not in self.index and all(k != key for k, *_ in new):
+            if key not in self.index and key not in new:
                 if root is not None:
-                    new.append((key, list(root.keys), list(root.values), root))
+                    new[key] = (list(root.keys), list(root.values), root)
                 else:  # the whole prompt is the block: copied out of the prefill, which is freed
                     ks = [layer.keys[gi][:, cols] for layer in cache.layers]
                     vs = [layer.values[gi][:, cols] for layer in cache.layers]
-                    new.append((key, ks, vs, g))
+                    new[key] = (ks, vs, g)
             group_block.append(key)
             own_cols.append(cols[(root.length if root is not None else len(g.prompt)) :])
         if new:
-            self._add(new)
+            self._add([(key, *src) for key, src in new.items()])
         blk_of_group = torch.tensor([self.index[k] for k in group_block], dtype=torch.long)
         width = max(len(c) for c in own_cols)
         rows = len(index)
@@ -245,16 +245,12 @@ class Blocks:
         if not dead:
             return blk
         order, holes, movers = compaction_order(self.count, dead)
-        for k in [self.keys[b] for b in dead]:
-            self.index.pop(k, None)
-        for k in [k for k, b in self.index.items() if b in dead]:  # aliases of dropped blocks
-            del self.index[k]
         h, m = torch.tensor(holes, dtype=torch.long), torch.tensor(movers, dtype=torch.long)
         for layer in self.layers:
             layer.move_rows(h, m, len(order))
         renumber = torch.full((len(counts),), -1, dtype=torch.long)
         renumber[torch.tensor(order, dtype=torch.long)] = torch.arange(len(order))
-        self.index = {k: int(renumber[b]) for k, b in self.index.items()}
+        self.index = {k: int(renumber[b]) for k, b in self.index.items() if b not in dead}  # aliases too
         self.keys = [self.keys[b] for b in order]
         self.sources = [self.sources[b] for b in order]
         self.lengths = [self.lengths[b] for b in order]

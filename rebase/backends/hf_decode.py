@@ -310,16 +310,10 @@ class BatchDecoder:
             base = None
         # copies, so the entry does not pin the whole batch's KV in memory; the row's columns are
         # one run after its left padding, so one stacked copy per K / V serves every layer
-        if cols.numel():
-            a, b = int(cols[0]), int(cols[-1]) + 1
-            ks = [layer.keys[r, ..., a:b, :] for layer in cache.layers]
-            vs = [layer.values[r, ..., a:b, :] for layer in cache.layers]
-        if (
-            cols.numel()
-            and b - a == cols.numel()
-            and len({k.shape for k in ks}) == 1
-            and len({v.shape for v in vs}) == 1
-        ):
+        a, b = int(cols[0]), int(cols[-1]) + 1  # never empty: a base leaves at least one token after it
+        ks = [layer.keys[r, ..., a:b, :] for layer in cache.layers]
+        vs = [layer.values[r, ..., a:b, :] for layer in cache.layers]
+        if b - a == cols.numel() and len({k.shape for k in ks}) == 1 and len({v.shape for v in vs}) == 1:
             keys, values = list(torch.stack(ks).unbind(0)), list(torch.stack(vs).unbind(0))
         else:  # columns with a gap, or layers of different shapes: one copy per layer
             keys = [layer.keys[r][..., cols, :] for layer in cache.layers]
