@@ -13,7 +13,9 @@ import torch
 
 from rebase.backends import hf_cascade
 from rebase.backends.hf_cascade import Blocks, Step
+from rebase.backends.hf_decode import BatchDecoder
 from rebase.backends.hf_kv import SlabLayer
+from rebase.backends.hf_stream import LiveBatch
 from rebase.types import GenerationRequest as Req
 from test_backend_hf import PROMPTS, build_sampler_model, ids_of, make
 
@@ -89,7 +91,15 @@ def test_generation_with_cascade_matches_the_expanded_cache(models, arch, monkey
         splits.append((len(groups), self.count))
         return out
 
+    real_of = Blocks.of_prefixes
+
+    def of_prefixes(self, groups):
+        out = real_of(self, groups)
+        splits.append((len(groups), self.count))
+        return out
+
     monkeypatch.setattr(Blocks, "split", split)
+    monkeypatch.setattr(Blocks, "of_prefixes", of_prefixes)
     on, off = make(models[arch]), make(models[arch], cascade_attention=False)
     assert on.cascade and not off.cascade
     a_on, b_on, kids = rounds(on)
@@ -109,6 +119,35 @@ def test_generation_with_cascade_matches_the_expanded_cache(models, arch, monkey
         assert entry is not None and entry.length == len(probe) - 1
         kv.append(torch.cat([k for _, k, _ in entry.segments(0)], dim=-2))
     assert torch.allclose(kv[0], kv[1], atol=1e-5)
+
+
+@pytest.mark.parametrize("cascade", [True, False])
+def test_children_join_as_pending_rows_with_the_tokens_and_kv_of_a_prefill(models, cascade, monkeypatch):
+    """A child (prompt cached but its last token) joins the decode as one row per request that feeds
+    that token in a decode step, then is copied to each sample: no prefill forward, and the same
+    tokens, cache accounting and stored KV as prefilling it."""
+    prefills = []
+    real = BatchDecoder.prefill
+
+    def prefill(self, groups, *a, **k):
+        prefills.append(len(groups))
+        return real(self, groups, *a, **k)
+
+    monkeypatch.setattr(BatchDecoder, "prefill", prefill)
+    out = {}
+    for pending in (True, False):
+        monkeypatch.setattr(LiveBatch, "PENDING", pending)
+        g = make(models["llama"], cascade_attention=cascade)
+        prefills.clear()
+        a, b, kids = rounds(g)
+        probe = list(kids[1].prompt_token_ids) + b[1][1].token_ids
+        entry = g.prefix_cache.lookup(probe)
+        assert entry is not None and entry.length == len(probe) - 1
+        kv = torch.cat([k for _, k, _ in entry.segments(3 % len(entry.keys))], dim=-2)
+        out[pending] = (ids_of(a), ids_of(b), [[c.cached_tokens for c in o] for o in b], kv, len(prefills))
+    assert out[True][:3] == out[False][:3]
+    assert torch.allclose(out[True][3], out[False][3], atol=1e-5)
+    assert out[True][4] < out[False][4], "children must join without a prefill forward"
 
 
 def test_supports_only_plain_attention_on_cpu(models):

@@ -187,6 +187,21 @@ class Blocks:
             self.lengths.append(ks[0].shape[-2])
         self._masks.clear()
 
+    def of_prefixes(self, groups: list[Any]) -> torch.Tensor:
+        """The block of each group (every one with a cached prefix): its prefix chain's root,
+        added as a new block when no running row reads it yet."""
+        new: dict[tuple[str, int], tuple[list[torch.Tensor], list[torch.Tensor], Any]] = {}
+        keys = []
+        for g in groups:
+            root = g.prefix.chain()[0]
+            key = ("entry", id(root))
+            if key not in self.index and key not in new:
+                new[key] = (list(root.keys), list(root.values), root)
+            keys.append(key)
+        if new:
+            self._add([(key, *src) for key, src in new.items()])
+        return torch.tensor([self.index[k] for k in keys], dtype=torch.long)
+
     def split(
         self, groups: list[Any], index: torch.Tensor, mask: torch.Tensor, cache: Any, extra: int
     ) -> tuple[torch.Tensor, Any, torch.Tensor]:

@@ -75,6 +75,7 @@ class Row:
     pays_prefill: bool  # the first sample of a group is charged for the prompt; the rest share it
     ids: list[int] = field(default_factory=list)
     window: int = 0  # ids to decode when checking for stop strings
+    pending: bool = False  # feeds its prompt's last token at the next step (hf_stream.LiveBatch)
 
 
 def prefill_buckets(tails: list[int], slack: float = 1 / 16) -> list[list[int]]:
@@ -115,6 +116,11 @@ class BatchDecoder:
         self.device = next(model.parameters()).device
         self.keep_last = True  # compute only the last position's logits (what the ledger prices)
         self.cascade = False  # continuous decodes read shared prompt KV once (hf_cascade.py)
+
+    @property
+    def vocab(self) -> int:
+        """Logits per row (the output layer's size)."""
+        return int(self.model.get_output_embeddings().weight.shape[0])
 
     def forward(self, input_ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor, cache: Any) -> torch.Tensor:
         kw = dict(input_ids=input_ids, attention_mask=mask, position_ids=pos, past_key_values=cache, use_cache=True)
@@ -245,6 +251,8 @@ class BatchDecoder:
         finished: list[tuple[int, str, Optional[str]]] = []
         to_check: list[int] = []
         for i, (row, t) in enumerate(zip(rows, tokens)):
+            if row.pending:
+                continue
             row.ids.append(t)
             if t in self.eos_ids:
                 finished.append((i, "eos", None))

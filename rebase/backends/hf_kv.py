@@ -60,13 +60,20 @@ class SlabLayer(DynamicLayer):
 
     @classmethod
     def empty(
-        cls, rows: int, like_k: torch.Tensor, like_v: torch.Tensor, capacity: int, pool: Optional[SlabPool] = None
+        cls,
+        rows: int,
+        like_k: torch.Tensor,
+        like_v: torch.Tensor,
+        capacity: int,
+        pool: Optional[SlabPool] = None,
+        spare_rows: int = 0,
     ) -> "SlabLayer":
         """A slab of `rows` rows and `capacity` columns, heads and head_dim from (heads, len, dim)
-        tensors `like_k` / `like_v`; nothing written yet (n = 0)."""
+        tensors `like_k` / `like_v`; nothing written yet (n = 0). `spare_rows` more rows are
+        allocated for rows added later (`copy_rows`)."""
         self = cls(None, None, pool=pool)
-        self._k = self._alloc((rows, like_k.shape[0], capacity, like_k.shape[-1]), like_k)
-        self._v = self._alloc((rows, like_v.shape[0], capacity, like_v.shape[-1]), like_v)
+        self._k = self._alloc((rows + spare_rows, like_k.shape[0], capacity, like_k.shape[-1]), like_k)
+        self._v = self._alloc((rows + spare_rows, like_v.shape[0], capacity, like_v.shape[-1]), like_v)
         self.rows = rows
         self.dtype, self.device = like_k.dtype, like_k.device
         self.is_initialized = True
@@ -192,12 +199,13 @@ class SlabLayer(DynamicLayer):
             self._v.index_copy_(0, holes, self._v.index_select(0, movers))
         self.rows = rows
 
-    def admit(self, keys: torch.Tensor, values: torch.Tensor, extra: int) -> int:
+    def admit(self, keys: torch.Tensor, values: torch.Tensor, extra: int, spare_rows: int = 0) -> int:
         """Append the rows of (q, heads, w, dim) `keys` / `values` (prefilled KV, right-aligned: its
         last column is the row's newest token) to this running slab, aligned so that their last column is
         the slab's last written column (the next decode step writes every row's new token at the same
         column). If w exceeds the slab's width the old rows are shifted right (one copy of the slab).
-        Row and column room grow geometrically; `extra` columns are kept free after the end.
+        Row and column room grow geometrically; `extra` columns are kept free after the end, and
+        room for `spare_rows` more rows (`copy_rows`).
         Returns how many columns were added in front (the caller pads its mask by as many)."""
         q, w = keys.shape[0], keys.shape[-2]
         shift = max(0, w - self.n)
@@ -205,8 +213,9 @@ class SlabLayer(DynamicLayer):
         rows = self.rows + q
         cap_rows, cap_cols = self._k.shape[0], self._k.shape[-2]
         need_cols = n + extra
-        if shift or rows > cap_rows or need_cols > cap_cols:
-            new_rows = rows if rows <= cap_rows else max(rows, 2 * cap_rows)
+        need_rows = rows + spare_rows
+        if shift or need_rows > cap_rows or need_cols > cap_cols:
+            new_rows = cap_rows if need_rows <= cap_rows else max(need_rows, 2 * cap_rows)
             new_cols = max(need_cols, cap_cols + shift)
             grown = []
             for old in (self._k, self._v):
@@ -220,6 +229,21 @@ class SlabLayer(DynamicLayer):
             buf[self.rows : rows, :, n - w : n] = src
         self.rows, self.n = rows, n
         return shift
+
+    def copy_rows(self, src: torch.Tensor) -> None:
+        """Append copies of rows `src` (all written columns) after the last row: a prefilled
+        group's row becomes one row per sample (hf_stream.LiveBatch.expand)."""
+        rows = self.rows + len(src)
+        if rows > self._k.shape[0]:
+            grown = []
+            for old in (self._k, self._v):
+                new = self._alloc((max(rows, 2 * old.shape[0]),) + old.shape[1:], old)
+                new[: self.rows, :, : self.n] = old[: self.rows, :, : self.n]
+                grown.append(new)
+            self._replace(*grown)
+        for buf in (self._k, self._v):
+            buf[self.rows : rows, :, : self.n] = buf[src, :, : self.n]
+        self.rows = rows
 
 
 def compaction_order(n_rows: int, dead: set[int]) -> tuple[list[int], list[int], list[int]]:

@@ -29,7 +29,7 @@ import torch
 
 from rebase.backends.hf_cascade import Blocks
 from rebase.backends.hf_decode import BatchDecoder, Group, Row
-from rebase.backends.hf_kv import compaction_order
+from rebase.backends.hf_kv import SlabLayer, compaction_order
 from rebase.backends.hf_sampling import sample_next
 from rebase.types import Completion
 
@@ -40,7 +40,8 @@ OnDone = Callable[[list[Done]], list[Group]]
 class LiveBatch:
     """The running rows of a continuous decode and their per-row tensors (one entry per row)."""
 
-    FIELDS = ("mask", "logits", "next_pos", "temp", "top_p", "seeds", "sample_idx", "steps", "blk")
+    PENDING = True  # children join as pending rows (False: prefilled like any group)
+    FIELDS = ("mask", "logits", "next_pos", "temp", "top_p", "seeds", "sample_idx", "steps", "blk", "feed")
 
     def __init__(self, dec: BatchDecoder):
         self.dec = dec
@@ -49,18 +50,34 @@ class LiveBatch:
         # cascade attention (hf_cascade.py): each row reads its shared block (`blk`) from here
         self.blocks = Blocks(dec.pool) if dec.cascade else None
         self.cost = 0  # prompt + max new tokens over the live rows (the batch_tokens budget)
+        self.pending = 0  # rows that feed their prompt's last token at the next step (`feed`)
         for f in self.FIELDS:
             setattr(self, f, None)
 
     def admit(self, groups: list[Group]) -> None:
-        """Prefill `groups` (one forward per length bucket) and join them to the running batch."""
+        """Join `groups` to the running batch. A group whose prompt is cached but for its last token
+        (a tree-search child) joins as one pending row that feeds that token in the next decode
+        step; the others are prefilled (one forward per length bucket)."""
+        direct = [g for g in groups if self.PENDING and g.prefix is not None and len(g.prompt) - g.cached == 1]
+        rest = [g for g in groups if not any(g is d for d in direct)]
+        if rest:
+            self._join(rest, *self._prefilled(rest))
+        if direct:
+            self._join(direct, *self._pending(direct))
+
+    def _extra(self, rows: list[Row]) -> int:
+        """Free columns a slab needs after its last written one (the most any row may still feed)."""
+        return max([r.group.max_tokens - len(r.ids) for r in self.rows + rows])
+
+    def _prefilled(self, groups: list[Group]) -> tuple[list[Row], dict[str, torch.Tensor], Any, int, int]:
+        """Prefill `groups`, one row per sample: rows, per-row fields, KV, free columns kept."""
         dec, dev = self.dec, self.dec.device
         rows = [
             Row(g, s, j == 0, window=max((len(x) for x in g.stops), default=0) + 8)
             for g in groups
             for j, s in enumerate(g.samples)
         ]
-        extra = max([r.group.max_tokens - len(r.ids) for r in self.rows + rows])
+        extra = self._extra(rows)
         logits, mask, cache = dec.prefill(groups, 0 if self.rows else extra)
         index = torch.tensor([i for i, g in enumerate(groups) for _ in g.samples], device=dev)
         blk = torch.zeros(len(rows), dtype=torch.long, device=dev)
@@ -75,13 +92,76 @@ class LiveBatch:
             "mask": mask,
             "logits": logits,
             "next_pos": torch.tensor([len(r.group.prompt) for r in rows], device=dev, dtype=torch.long),
-            "temp": torch.tensor([r.group.temperature for r in rows], device=dev, dtype=torch.float32),
-            "top_p": torch.tensor([r.group.top_p for r in rows], device=dev, dtype=torch.float32),
-            "seeds": torch.tensor([r.group.seed for r in rows], device=dev, dtype=torch.long),
             "sample_idx": torch.tensor([r.sample for r in rows], device=dev, dtype=torch.long),
-            "steps": torch.zeros(len(rows), device=dev, dtype=torch.long),
             "blk": blk,
+            "feed": torch.full((len(rows),), -1, device=dev, dtype=torch.long),
         }
+        return rows, new, cache, extra, 0
+
+    def _pending(self, groups: list[Group]) -> tuple[list[Row], dict[str, torch.Tensor], Any, int, int]:
+        """One row per group holding its cached KV (with cascade attention: past its block), to
+        feed the prompt's last token in the next decode step, which gives the group's first
+        logits; `expand` then copies the row to each sample. Why: a tree-search round's children
+        then cost no prefill forward (a forward reads every weight, however few its tokens), and
+        a problem's next round joins a running decode at no cost but the copy of its KV."""
+        from transformers import DynamicCache
+
+        dec, dev = self.dec, self.dec.device
+        rows = [
+            Row(g, g.samples[0], True, window=max((len(x) for x in g.stops), default=0) + 8, pending=True)
+            for g in groups
+        ]
+        extra = self._extra(rows)
+        if self.blocks is not None:
+            blk = self.blocks.of_prefixes(groups).to(dev)
+            skip = [g.prefix.chain()[0].length for g in groups]  # the root: read as the block
+        else:
+            blk = torch.zeros(len(groups), dtype=torch.long, device=dev)
+            skip = [0] * len(groups)
+        spare = sum(len(g.samples) - 1 for g in groups)  # rows `expand` adds
+        own = [g.cached - s for g, s in zip(groups, skip)]
+        width = max(own)
+        ref = groups[0].prefix
+        layers = []
+        for li in range(len(ref.keys)):
+            slab = SlabLayer.empty(
+                len(groups), ref.keys[li], ref.values[li], width + (0 if self.rows else extra), dec.pool, spare
+            )
+            for i, (g, s) in enumerate(zip(groups, skip)):
+                segments = [(start - s, k, v) for start, k, v in g.prefix.segments(li) if start >= s]
+                if segments:
+                    slab.fill_segments(i, segments, width)
+                else:
+                    slab.fill_prefix(i, None, None, width)
+            slab.n = width
+            layers.append(slab)
+        cache = DynamicCache()
+        cache.layers = layers
+        mask = torch.zeros((len(groups), width), dtype=torch.long)
+        for i, c in enumerate(own):
+            mask[i, width - c :] = 1
+        new = {
+            "mask": mask.to(dev),
+            "logits": torch.zeros(
+                (len(groups), dec.vocab), device=dev, dtype=torch.float32 if self.logits is None else self.logits.dtype
+            ),
+            "next_pos": torch.tensor([g.cached for g in groups], device=dev, dtype=torch.long),
+            "sample_idx": torch.tensor([g.samples[0] for g in groups], device=dev, dtype=torch.long),
+            "blk": blk,
+            "feed": torch.tensor([g.prompt[-1] for g in groups], device=dev, dtype=torch.long),
+        }
+        self.pending += len(rows)
+        return rows, new, cache, extra, spare
+
+    def _join(
+        self, groups: list[Group], rows: list[Row], new: dict[str, torch.Tensor], cache: Any, extra: int, spare: int = 0
+    ) -> None:
+        """Append prepared rows (their fields, their KV right-aligned) to the running batch."""
+        dev = self.dec.device
+        new["temp"] = torch.tensor([r.group.temperature for r in rows], device=dev, dtype=torch.float32)
+        new["top_p"] = torch.tensor([r.group.top_p for r in rows], device=dev, dtype=torch.float32)
+        new["seeds"] = torch.tensor([r.group.seed for r in rows], device=dev, dtype=torch.long)
+        new["steps"] = torch.zeros(len(rows), device=dev, dtype=torch.long)
         self.cost += sum(g.cost for g in groups)
         if not self.rows:
             self.rows, self.cache = rows, cache
@@ -90,15 +170,39 @@ class LiveBatch:
             return
         shift = 0
         for live, fresh in zip(self.cache.layers, cache.layers):
-            shift = live.admit(fresh.keys, fresh.values, extra)
+            shift = live.admit(fresh.keys, fresh.values, extra, spare)
             fresh.free()  # copied into the running slab: its buffers can serve the next admit
         width = self.mask.shape[1] + shift
         self.mask = torch.cat([self.mask.new_zeros((len(self.rows), shift)), self.mask], dim=1) if shift else self.mask
-        pad = mask.new_zeros((len(rows), width - mask.shape[1]))
-        new["mask"] = torch.cat([pad, mask], dim=1)
+        pad = new["mask"].new_zeros((len(rows), width - new["mask"].shape[1]))
+        new["mask"] = torch.cat([pad, new["mask"]], dim=1)
         self.rows = self.rows + rows
         for f in self.FIELDS:
             setattr(self, f, torch.cat([getattr(self, f), new[f]]))
+
+    def expand(self) -> None:
+        """After a step that fed pending rows their prompt's last token: copy each such row (KV,
+        logits, fields) to every other sample of its group."""
+        if not self.pending:
+            return
+        src, rows = [], []
+        for i, r in enumerate(self.rows):
+            if r.pending:
+                r.pending = False
+                self.steps[i] = 0  # the fed token was the prompt's, not a generated one
+                src += [i] * (len(r.group.samples) - 1)
+                rows += [Row(r.group, s, False, window=r.window) for s in r.group.samples[1:]]
+        self.feed.fill_(-1)
+        self.pending = 0
+        if not src:
+            return
+        index = torch.tensor(src, device=self.dec.device)
+        for layer in self.cache.layers:
+            layer.copy_rows(index)
+        for f in self.FIELDS:
+            setattr(self, f, torch.cat([getattr(self, f), getattr(self, f)[index]]))
+        self.sample_idx[-len(rows) :] = torch.tensor([r.sample for r in rows], device=self.dec.device)
+        self.rows = self.rows + rows
 
     def drop(self, dead: set[int]) -> list[int]:
         """Remove finished rows: live rows from the end fill the holes (hf_kv.py). Returns the new
@@ -161,6 +265,8 @@ def stream(
         if joining:
             live.admit(joining)
         tokens = sample_next(live.logits, live.temp, live.top_p, live.seeds, live.sample_idx, live.steps)
+        if live.pending:  # pending rows feed their prompt's last token, they sample nothing yet
+            tokens = torch.where(live.feed >= 0, live.feed, tokens)
         finished = dec.advance(live.rows, tokens.tolist())
         done = []
         for i, reason, stop in finished:
@@ -176,4 +282,5 @@ def stream(
                 queue.extend(on_done(done))
         if live.rows:
             live.decode(tokens)
+            live.expand()
     return results
