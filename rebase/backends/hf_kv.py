@@ -215,7 +215,7 @@ class SlabLayer(DynamicLayer):
         need_cols = n + extra
         need_rows = rows + spare_rows
         if shift or need_rows > cap_rows or need_cols > cap_cols:
-            new_rows = cap_rows if need_rows <= cap_rows else max(need_rows, 2 * cap_rows)
+            new_rows = need_rows if need_rows <= cap_rows else max(need_rows, 2 * cap_rows)
             new_cols = max(need_cols, cap_cols + shift)
             grown = []
             for old in (self._k, self._v):

@@ -13,8 +13,11 @@ Ownership is explicit: `take` marks a buffer busy, `release` (a slab replaced by
 (the end of a generate call: nothing from it is read after) frees it. A free buffer is handed out
 for any request it can hold (best fit); a miss allocates `HEADROOM` times the request, since slabs
 grow from round to round as the paths do. Memory is bounded: the pool holds at most `LIMIT` times
-the most its callers held at once (this call's or the last one's), dropping the smallest free
-buffers first, and `reset` lets go of buffers the call did not use. GPUs have a caching allocator
+the most buffer bytes its callers held at once in this call or the last CALLS ones, dropping the
+smallest free buffers first. The bound counts whole buffers, not the parts handed out: counting
+the parts let a call's buffers (each up to HEADROOM x its request) exceed the bound at every
+reset, so the smallest were dropped and allocated afresh by the next call, over and over (a
+REBASE search after a sampling run allocated more than it took). GPUs have a caching allocator
 of their own: the backend uses the pool on CPU devices only.
 
     pool = SlabPool()
@@ -29,7 +32,8 @@ import math
 import torch
 
 HEADROOM = 1.5
-LIMIT = 1.5
+LIMIT = 2.0
+CALLS = 8  # a tree search's rounds are one call each: its biggest round's buffers stay
 
 
 def _key(t: torch.Tensor) -> int:
@@ -56,9 +60,10 @@ class SlabPool:
             buf = self.free.pop(min(fits, key=lambda i: self.free[i].numel()))
         else:
             buf = like.new_empty(max(need, int(need * HEADROOM)))
-        self.busy[_key(buf)] = (buf, need * buf.element_size())
-        self.used[_key(buf)] = buf
-        self.held += need * buf.element_size()
+            self.missed_bytes += _bytes(buf)
+        self.busy[_key(buf)] = (buf, _bytes(buf))
+        self.held += _bytes(buf)
+        self.taken_bytes += need * buf.element_size()
         self.peak = max(self.peak, self.held)
         if not fits:
             self._trim()
@@ -72,27 +77,27 @@ class SlabPool:
             self.held -= entry[1]
 
     def reset(self) -> None:
-        """Free every buffer (the generate call that used them is over); keep only those it used."""
-        self.free = list(self.used.values())
-        self.busy, self.used = {}, {}
-        self.last_peak, self.peak, self.held = self.peak, 0, 0
+        """Free every buffer (the generate call that used them is over)."""
+        self.free += [b for b, _ in self.busy.values()]
+        self.busy = {}
+        self.recent = (self.recent + [self.peak])[-CALLS:]
+        self.peak = self.held = 0
         self._trim()
 
     def _trim(self) -> None:
         """Drop the smallest free buffers while the pool holds more than LIMIT x the peak."""
-        limit = LIMIT * max(self.peak, self.last_peak)
+        limit = LIMIT * max([self.peak] + self.recent)
         total = self.nbytes()
         self.free.sort(key=lambda b: b.numel())
         while self.free and total > limit:
-            gone = self.free.pop(0)
-            self.used.pop(_key(gone), None)
-            total -= _bytes(gone)
+            total -= _bytes(self.free.pop(0))
 
     def clear(self) -> None:
         self.free: list[torch.Tensor] = []  # flat buffers
         self.busy: dict[int, tuple[torch.Tensor, int]] = {}  # storage pointer -> (buffer, bytes handed out)
-        self.used: dict[int, torch.Tensor] = {}  # every buffer taken since the last reset
-        self.held = self.peak = self.last_peak = 0  # bytes handed out now / at most, this call and the last
+        self.held = self.peak = 0  # bytes of busy buffers now / at most in this call
+        self.recent: list[int] = []  # the peaks of the last CALLS calls
+        self.taken_bytes = self.missed_bytes = 0  # bytes handed out / of them, freshly allocated
 
     def nbytes(self) -> int:
         return sum(_bytes(b) for b in self.free) + sum(_bytes(b) for b, _ in self.busy.values())
