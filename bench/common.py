@@ -331,8 +331,9 @@ def make_context(
     return ctx, ctx_nr, {"newline_bias": round(bias[nl], 3), "eos_bias": round(bias[eos], 3)}
 
 
-def compare(ctx: Any, ctx_nr: Any, problems: list[Any], budget: int, repeats: int) -> dict[str, Any]:
-    """The four ratios of the benchmark (see bench/cpu.py), variants alternated, medians taken."""
+def compare(ctx: Any, ctx_nr: Any, problems: list[Any], budget: int, repeats: int, small: int) -> dict[str, Any]:
+    """The ratios of the benchmark (see bench/cpu.py), variants alternated, medians taken: REBASE
+    and sampling on all `problems`, the costlier variants on the first `small` of them."""
     from dataclasses import asdict
 
     from strategies.rebase import Rebase
@@ -340,26 +341,32 @@ def compare(ctx: Any, ctx_nr: Any, problems: list[Any], budget: int, repeats: in
 
     rebase, wm = Rebase(balance_temperature=0.1), WeightedMajority()
     pipelined = Rebase(balance_temperature=0.1, pipeline=True)  # next rounds join the running decode
-    log(f"warm-up, then {repeats} alternating rounds: {len(problems)} problems, N={budget}")
+    few = problems[:small]
+    log(f"warm-up, then {repeats} alternating rounds: {len(problems)} and {len(few)} problems, N={budget}")
     run_strategy(rebase, problems[:2], 4, ctx)
     runs = alternate(
         {
             "rebase": lambda: run_strategy(rebase, problems, budget, ctx),
             "sampling": lambda: run_strategy(wm, problems, budget, ctx),
-            "rebase_no_reuse": lambda: run_strategy(rebase, problems, budget, ctx_nr),
-            "rebase_one_by_one": lambda: run_strategy(rebase, problems, budget, ctx, one_by_one=True),
-            "rebase_pipelined": lambda: run_strategy(pipelined, problems, budget, ctx),
+            "rebase_small": lambda: run_strategy(rebase, few, budget, ctx),
+            "sampling_small": lambda: run_strategy(wm, few, budget, ctx),
+            "rebase_no_reuse": lambda: run_strategy(rebase, few, budget, ctx_nr),
+            "rebase_one_by_one": lambda: run_strategy(rebase, few, budget, ctx, one_by_one=True),
+            "rebase_pipelined": lambda: run_strategy(pipelined, few, budget, ctx),
         },
         repeats,
     )
     log("FLOP check: REBASE on 2 problems, N=4, policy and PRM under FlopCounterMode")
     fl = run_strategy(rebase, problems[:2], 4, ctx, meter=True)
-    reb, smp = runs["rebase"], runs["sampling"]
+    reb, smp, few_reb = runs["rebase"], runs["sampling"], runs["rebase_small"]
     by_round = {
         "rebase_vs_sampling_per_token": [a.per_token_ms / b.per_token_ms for a, b in zip(reb, smp)],
-        "prefix_reuse_speedup": [b.wall_s / a.wall_s for a, b in zip(reb, runs["rebase_no_reuse"])],
-        "batching_speedup": [b.wall_s / a.wall_s for a, b in zip(reb, runs["rebase_one_by_one"])],
-        "pipeline_speedup": [a.wall_s / b.wall_s for a, b in zip(reb, runs["rebase_pipelined"])],
+        "rebase_vs_sampling_per_token_small": [
+            a.per_token_ms / b.per_token_ms for a, b in zip(few_reb, runs["sampling_small"])
+        ],
+        "prefix_reuse_speedup": [b.wall_s / a.wall_s for a, b in zip(few_reb, runs["rebase_no_reuse"])],
+        "batching_speedup": [b.wall_s / a.wall_s for a, b in zip(few_reb, runs["rebase_one_by_one"])],
+        "pipeline_speedup": [a.wall_s / b.wall_s for a, b in zip(few_reb, runs["rebase_pipelined"])],
     }
     out: dict[str, Any] = {k: round(median(v), 3) for k, v in by_round.items()}
     out["prm_tokens_rebase_vs_sampling"] = round(

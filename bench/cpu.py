@@ -1,8 +1,9 @@
 """CPU benchmark: does tree search (REBASE) cost more per generated token than N-sample sampling?
 
-Run: `make bench` (= .venv/bin/python bench/cpu.py), ~8 minutes on 2 cores per round. Options:
-`--repeats K` (rounds of the side-by-side comparison), `--problems P`, `--budget N`, `--quick`
-(smaller model and caps, a minute or two: checks the script, not the targets).
+Run: `make bench` (= .venv/bin/python bench/cpu.py), ~12 minutes on 2 cores per round. Options:
+`--repeats K` (rounds of the side-by-side comparison), `--problems P` (16), `--small S` (8),
+`--budget N`, `--quick` (smaller model and caps, a minute or two: checks the script, not the
+targets).
 
 What it builds (bench/common.py): a ~88M-parameter random Llama (hidden 768, 12 layers, 12 heads of
 64, intermediate 2048) over a local ~4k-token byte-level BPE, with its "\\n" and EOS logits biased
@@ -13,11 +14,17 @@ transformers backend, one torch thread.
 
 What it measures, variants alternated round by round and medians taken (the machine is shared):
 - rebase_vs_sampling_per_token: REBASE wall time per generated token (PRM included) over
-  weighted-majority sampling's (PRM included), equal budget N, all problems in one batch;
+  weighted-majority sampling's (PRM included), equal budget N, all P problems in one search call.
+  P = 16 asks for more rows than the batch holds (batch_tokens: ~200 rows of this prompt + 128
+  tokens), as every sweep of a real dataset does, so the decode batch is as full as the backend
+  keeps it; `rebase_vs_sampling_per_token_small` is the same on the first S problems, where
+  REBASE's rounds hold ~60 rows a step on average and sampling's 94: each REBASE round lasts
+  until its longest step, and a decode step's fixed cost (reading every weight) is then shared
+  by fewer tokens;
 - prm_tokens_rebase_vs_sampling: PRM tokens actually run (read minus served from cached KV) per
   generated policy token, REBASE over sampling;
-- prefix_reuse_speedup: REBASE wall time without KV reuse (policy prefix store and PRM store off)
-  over with it;
+- prefix_reuse_speedup (on S problems, as the two below): REBASE wall time without KV reuse
+  (policy prefix store and PRM store off) over with it;
 - batching_speedup: REBASE over the problems one by one over all in one batch;
 - pipeline_speedup: REBASE in lock-step rounds (the default) over pipelined REBASE (`pipeline:
   true`: a problem whose round is done starts its next inside the running decode);
@@ -79,7 +86,8 @@ def machine() -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=1)
-    ap.add_argument("--problems", type=int, default=8)
+    ap.add_argument("--problems", type=int, default=16)
+    ap.add_argument("--small", type=int, default=8)
     ap.add_argument("--budget", type=int, default=16)
     ap.add_argument("--quick", action="store_true")
     args = ap.parse_args()
@@ -103,12 +111,13 @@ def main() -> None:
             f"world built in {time.perf_counter() - t0:.1f}s: policy {spec.n_params / 1e6:.1f}M params "
             f"(vocab {spec.vocab}), stop biases {bias}"
         )
-        result = compare(ctx, ctx_nr, problems, args.budget, args.repeats)
+        result = compare(ctx, ctx_nr, problems, args.budget, args.repeats, min(args.small, len(problems)))
         result["setup"] = {
             "shape": shape,
             "params": spec.n_params,
             "vocab": spec.vocab,
             "problems": len(problems),
+            "small": min(args.small, len(problems)),
             "budget": args.budget,
             "sampling": sampling.model_dump(),
             "step_rate": step_rate,
