@@ -8,8 +8,10 @@ finished row's slot goes to the next waiting request. `refill` lets a caller add
 the decode runs (a tree search's next round for a problem whose round is done). Sampling noise
 depends only on (seed, sample, tokens generated), so results do not depend on the batch
 (hf_sampling.py). With cfg.prefix_reuse, finished sequences'
-KV states are kept in a bounded LRU store (hf_cache.py) and a prompt that extends one (a tree-search
-child) prefills only its new tokens; its completions report that reuse in cached_tokens. On CUDA an
+KV states are kept in a bounded LRU store (hf_cache.py) and a prompt that extends one prefills only
+its new tokens; a tree-search child, cached but for its last token, needs no prefill forward at all
+(it joins the decode as a pending row, hf_stream.py); its completions report that reuse in
+cached_tokens. On CUDA an
 out-of-memory error falls back to whole batches, halved until they fit.
 
     gen = TransformersGenerator(TransformersModel(name="m", path="path/to/model"))

@@ -10,6 +10,13 @@ is appended to the running slabs, aligned so that the next decode step writes ev
 at the same column (SlabLayer.admit, hf_kv.py). `on_done` sees every finished sample and may return new
 groups (a search whose round is complete submits its next round without waiting for the others).
 
+A group whose prompt is cached but for its last token (every tree-search child: its prompt is its
+parent's ids, whose KV the parent stored) is not prefilled: it joins as one pending row holding
+its cached KV, which feeds that last token in the next decode step beside the running rows, and is
+then copied to each of its samples. A round of children thus costs no forward of its own (a
+forward reads every weight however few its tokens), and with cascade attention no copy of its
+prompt's KV; the token is computed once per group, as the FLOP ledger prices it.
+
 With cascade attention (CPU, hf_cascade.py) a group's prefill is split instead of copied per
 sample: the KV its rows share (their problem's prompt entry, or the group's whole prompt) goes to
 a block read once per step for all of them, the rest to each row's own columns in the slab.
