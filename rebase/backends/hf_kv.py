@@ -231,7 +231,7 @@ class SlabLayer(DynamicLayer):
         return shift
 
     def copy_rows(self, src: torch.Tensor) -> None:
-        """Append copies of rows `src` (all written columns) after the last row: a prefilled
+        """Append copies of rows `src` (all written columns) after the last row: a pending
         group's row becomes one row per sample (hf_stream.LiveBatch.expand)."""
         rows = self.rows + len(src)
         if rows > self._k.shape[0]:
