@@ -15,9 +15,9 @@ transformers backend, one torch thread.
 What it measures, variants alternated round by round and medians taken (the machine is shared):
 - rebase_vs_sampling_per_token: REBASE wall time per generated token (PRM included) over
   weighted-majority sampling's (PRM included), equal budget N, all P problems in one search call.
-  P = 16 asks for more rows than the batch holds (batch_tokens: ~200 rows of this prompt + 128
-  tokens), as every sweep of a real dataset does, so the decode batch is as full as the backend
-  keeps it; `rebase_vs_sampling_per_token_small` is the same on the first S problems, where
+  P = 16 fills the batch as a sweep of a real dataset does: sampling asks for 256 rows of prompt
+  + 128 tokens, more than batch_tokens holds (~200), and REBASE's 256 rows of prompt + path + a
+  32-token step about fit; `rebase_vs_sampling_per_token_small` is the same on the first S problems, where
   REBASE's rounds hold ~60 rows a step on average and sampling's 94: each REBASE round lasts
   until its longest step, and a decode step's fixed cost (reading every weight) is then shared
   by fewer tokens;
