@@ -61,7 +61,7 @@ class SlabPool:
         else:
             buf = like.new_empty(max(need, int(need * HEADROOM)))
             self.missed_bytes += _bytes(buf)
-        self.busy[_key(buf)] = (buf, _bytes(buf))
+        self.busy[_key(buf)] = buf
         self.held += _bytes(buf)
         self.taken_bytes += need * buf.element_size()
         self.peak = max(self.peak, self.held)
@@ -71,14 +71,14 @@ class SlabPool:
 
     def release(self, t: torch.Tensor) -> None:
         """Free the buffer `t` (a view of it) came from; a tensor not from the pool is ignored."""
-        entry = self.busy.pop(_key(t), None)
-        if entry is not None:
-            self.free.append(entry[0])
-            self.held -= entry[1]
+        buf = self.busy.pop(_key(t), None)
+        if buf is not None:
+            self.free.append(buf)
+            self.held -= _bytes(buf)
 
     def reset(self) -> None:
         """Free every buffer (the generate call that used them is over)."""
-        self.free += [b for b, _ in self.busy.values()]
+        self.free += list(self.busy.values())
         self.busy = {}
         self.recent = (self.recent + [self.peak])[-CALLS:]
         self.peak = self.held = 0
@@ -94,10 +94,10 @@ class SlabPool:
 
     def clear(self) -> None:
         self.free: list[torch.Tensor] = []  # flat buffers
-        self.busy: dict[int, tuple[torch.Tensor, int]] = {}  # storage pointer -> (buffer, bytes handed out)
+        self.busy: dict[int, torch.Tensor] = {}  # storage pointer -> buffer
         self.held = self.peak = 0  # bytes of busy buffers now / at most in this call
         self.recent: list[int] = []  # the peaks of the last CALLS calls
         self.taken_bytes = self.missed_bytes = 0  # bytes handed out / of them, freshly allocated
 
     def nbytes(self) -> int:
-        return sum(_bytes(b) for b in self.free) + sum(_bytes(b) for b, _ in self.busy.values())
+        return sum(_bytes(b) for b in self.free) + sum(_bytes(b) for b in self.busy.values())

@@ -65,8 +65,9 @@ class LiveBatch:
         """Join `groups` to the running batch. A group whose prompt is cached but for its last token
         (a tree-search child) joins as one pending row that feeds that token in the next decode
         step; the others are prefilled (one forward per length bucket)."""
-        direct = [g for g in groups if self.PENDING and g.prefix is not None and len(g.prompt) - g.cached == 1]
-        rest = [g for g in groups if not any(g is d for d in direct)]
+        pending = [self.PENDING and g.prefix is not None and len(g.prompt) - g.cached == 1 for g in groups]
+        direct = [g for g, p in zip(groups, pending) if p]
+        rest = [g for g, p in zip(groups, pending) if not p]
         if rest:
             self._join(rest, *self._prefilled(rest))
         if direct:
@@ -119,9 +120,10 @@ class LiveBatch:
             for g in groups
         ]
         extra = self._extra(rows)
+        chains = [g.prefix.chain() for g in groups]  # once, not per layer
         if self.blocks is not None:
             blk = self.blocks.of_prefixes(groups).to(dev)
-            skip = [g.prefix.chain()[0].length for g in groups]  # the root: read as the block
+            skip = [chain[0].length for chain in chains]  # the root: read as the block
         else:
             blk = torch.zeros(len(groups), dtype=torch.long, device=dev)
             skip = [0] * len(groups)
@@ -134,8 +136,8 @@ class LiveBatch:
             slab = SlabLayer.empty(
                 len(groups), ref.keys[li], ref.values[li], width + (0 if self.rows else extra), dec.pool, spare
             )
-            for i, (g, s) in enumerate(zip(groups, skip)):
-                segments = [(start - s, k, v) for start, k, v in g.prefix.segments(li) if start >= s]
+            for i, (chain, s) in enumerate(zip(chains, skip)):
+                segments = [(e.start - s, e.keys[li], e.values[li]) for e in chain if e.start >= s]
                 if segments:
                     slab.fill_segments(i, segments, width)
                 else:
